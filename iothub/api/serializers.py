@@ -1,0 +1,93 @@
+from django.contrib.auth import password_validation
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import serializers
+from rest_framework_simplejwt import serializers as jwt_serializers
+
+from iothub.models import User
+
+
+class StrictFieldsMixin:
+    """Refuses fields the serializer does not know, so a typo in a write is an error instead of a silent no-op."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(
+                    {name: [serializers.ErrorDetail("Unknown field.", code="unknown_field")] for name in unknown}
+                )
+        return super().to_internal_value(data)
+
+
+class StrictModelSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+    pass
+
+
+class UserSerializer(StrictModelSerializer):
+    password = serializers.CharField(write_only=True, required=False, style={"input_type": "password"})
+
+    class Meta:
+        model = User
+        fields = [
+            "id",
+            "username",
+            "email",
+            "first_name",
+            "last_name",
+            "role",
+            "is_active",
+            "date_joined",
+            "last_login",
+            "password",
+        ]
+        read_only_fields = ["date_joined", "last_login"]
+
+    def validate(self, attrs):
+        password = attrs.get("password")
+        if self.instance is None and not password:
+            raise serializers.ValidationError({"password": ["This field is required."]})
+        if password:
+            candidate = self.instance or User()
+            for name, value in attrs.items():
+                if name != "password":
+                    setattr(candidate, name, value)
+            try:
+                password_validation.validate_password(password, user=candidate)
+            except DjangoValidationError as exc:
+                raise serializers.ValidationError({"password": list(exc.messages)}) from exc
+        return attrs
+
+    def create(self, validated_data):
+        password = validated_data.pop("password")
+        return User.objects.create_user(password=password, **validated_data)
+
+    def update(self, instance, validated_data):
+        password = validated_data.pop("password", None)
+        if password:
+            instance.set_password(password)
+        return super().update(instance, validated_data)
+
+
+class MeSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = User
+        fields = ["id", "username", "email", "first_name", "last_name", "role", "date_joined", "last_login"]
+        read_only_fields = fields
+
+
+class TokenObtainPairSerializer(StrictFieldsMixin, jwt_serializers.TokenObtainPairSerializer):
+    """The token pair, with the user's role as an informational claim (authorization reads the database)."""
+
+    @classmethod
+    def get_token(cls, user):
+        token = super().get_token(user)
+        token["role"] = user.role
+        return token
+
+
+class TokenRefreshSerializer(StrictFieldsMixin, jwt_serializers.TokenRefreshSerializer):
+    pass
+
+
+class LogoutSerializer(StrictFieldsMixin, jwt_serializers.TokenBlacklistSerializer):
+    pass

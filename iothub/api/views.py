@@ -1,0 +1,113 @@
+from django.db import DatabaseError, connection
+from django.db.migrations.executor import MigrationExecutor
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status, viewsets
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+from rest_framework_simplejwt import views as jwt_views
+
+from iothub.api.permissions import AdminOnly, AnyRole
+from iothub.api.problems import PROBLEM_CONTENT_TYPE, problem_body
+from iothub.api.serializers import LogoutSerializer, MeSerializer, TokenRefreshSerializer, UserSerializer
+from iothub.models import User
+
+
+class TokenObtainPairApi(jwt_views.TokenObtainPairView):
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "auth"
+
+
+class TokenRefreshApi(jwt_views.TokenRefreshView):
+    serializer_class = TokenRefreshSerializer
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "auth"
+
+
+class LogoutApi(APIView):
+    """Blacklists a refresh token. An access token already issued stays valid until it expires (15 minutes)."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(request=LogoutSerializer, responses={204: None})
+    def post(self, request):
+        serializer = LogoutSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MeApi(APIView):
+    permission_classes = [AnyRole]
+
+    @extend_schema(responses=MeSerializer)
+    def get(self, request):
+        return Response(MeSerializer(request.user).data)
+
+
+class UserViewSet(viewsets.ModelViewSet):
+    queryset = User.objects.all()
+    serializer_class = UserSerializer
+    permission_classes = [AdminOnly]
+    filterset_fields = ["role", "is_active"]
+    search_fields = ["username", "email", "first_name", "last_name"]
+    ordering_fields = ["username", "date_joined", "last_login", "role"]
+
+
+_applied_migrations_seen = False
+
+
+def _migrations_applied():
+    """True when no migration is pending. Cached once true: pending migrations only appear with a new release,
+    and a new release restarts the process."""
+    global _applied_migrations_seen
+    if not _applied_migrations_seen:
+        executor = MigrationExecutor(connection)
+        _applied_migrations_seen = not executor.migration_plan(executor.loader.graph.leaf_nodes())
+    return _applied_migrations_seen
+
+
+def health_report():
+    """``(healthy, report)``: database reachable, TimescaleDB version and edition, migrations applied."""
+    report = {"database": "unavailable", "timescaledb": None, "migrations_applied": False}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'),"
+                " current_setting('timescaledb.license', true)"
+            )
+            version, license_ = cursor.fetchone()
+        report["database"] = "ok"
+        if version:
+            report["timescaledb"] = {"version": version, "edition": license_ or "apache"}
+        report["migrations_applied"] = _migrations_applied()
+    except DatabaseError:
+        connection.close_if_unusable_or_obsolete()
+    healthy = report["database"] == "ok" and report["timescaledb"] is not None and report["migrations_applied"]
+    return healthy, report
+
+
+class HealthApi(APIView):
+    """Liveness and readiness for load balancers and container healthchecks: no authentication."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        responses=inline_serializer(
+            "Health",
+            {
+                "database": serializers.CharField(),
+                "timescaledb": serializers.DictField(allow_null=True),
+                "migrations_applied": serializers.BooleanField(),
+            },
+        )
+    )
+    def get(self, request):
+        healthy, report = health_report()
+        if healthy:
+            return Response(report)
+        # A problem document that keeps the report's fields as extension members.
+        body = problem_body(503, code="unhealthy", detail="A health check failed.", **report)
+        return Response(body, status=503, content_type=PROBLEM_CONTENT_TYPE)

@@ -1,0 +1,135 @@
+# Shared by the make targets (sourced, not run): the Python venv, PostgreSQL clusters and secrets for local use.
+# shellcheck shell=bash
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+PG_MAJOR=15
+PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
+VENV=$ROOT/.venv
+APP_ROLE=iothub
+APP_DB=iothub
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
+# PostgreSQL refuses to run as root: as root, clusters belong to the postgres user.
+as_pg() {
+    if is_root; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+random_secret() { head -c 48 /dev/urandom | base64 | tr -d '\n/+=' | cut -c1-48; }
+
+ensure_system_packages() {
+    bash "$ROOT/scripts/dev/ensure-timescaledb.sh"
+}
+
+find_python313() {
+    local candidate root
+    for candidate in "${PYTHON:-}" "$(command -v python3.13 || true)"; do
+        [ -n "$candidate" ] && [ -x "$candidate" ] && { echo "$candidate"; return; }
+    done
+    root=$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")
+    for candidate in "$root"/versions/3.13*/bin/python3 /usr/local/bin/python3.13; do
+        [ -x "$candidate" ] && { echo "$candidate"; return; }
+    done
+    return 1
+}
+
+# .venv with Python 3.13 and the pinned requirements; reinstalls only when a requirements file changed.
+ensure_python() {
+    if ! [ -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))'; then
+        local python
+        python=$(find_python313) || die "Python 3.13 not found (Django 6 needs >= 3.12). Install it with
+    pyenv install 3.13    (or your distribution's python3.13 with its venv module)
+and run again, or point PYTHON=/path/to/python3.13 at one."
+        log "creating .venv with $python"
+        rm -rf "$VENV"
+        "$python" -m venv "$VENV"
+    fi
+    local want
+    want=$(cat "$ROOT"/requirements*.txt | sha256sum | cut -d' ' -f1)
+    if [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
+        log "installing Python requirements"
+        "$VENV/bin/pip" install -q --disable-pip-version-check -r "$ROOT/requirements-dev.txt"
+        echo "$want" >"$VENV/.requirements.sha256"
+    fi
+}
+
+# Where clusters and generated state live: .local/ in the work tree, unless the postgres user cannot reach it
+# (a clone inside a mode-700 directory), then a per-work-tree folder under /var/tmp.
+state_dir() {
+    local dir=$ROOT/.local
+    mkdir -p "$dir"
+    if is_root && ! runuser -u postgres -- test -x "$dir" 2>/dev/null; then
+        dir=/var/tmp/iothub-$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)
+        mkdir -p "$dir"
+    fi
+    echo "$dir"
+}
+
+# cluster_init DIR PORT [EXTRA_CONF]: a cluster in DIR/data, listening on 127.0.0.1:PORT and a socket in DIR.
+cluster_init() {
+    local dir=$1 port=$2 extra=${3:-}
+    [ -f "$dir/data/PG_VERSION" ] && return
+    mkdir -p "$dir"
+    is_root && chown postgres: "$dir"
+    as_pg "$PG_BIN/initdb" -D "$dir/data" -U postgres -E UTF8 --locale=C.UTF-8 \
+        --auth-local=trust --auth-host=scram-sha-256 >/dev/null
+    cat >>"$dir/data/postgresql.conf" <<EOF
+
+# IoT Hub
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$dir'
+shared_preload_libraries = 'timescaledb'
+max_connections = 200
+# Each database with TimescaleDB uses a background worker, test databases included.
+max_worker_processes = 32
+timescaledb.max_background_workers = 16
+$extra
+EOF
+}
+
+cluster_running() { [ -f "$1/data/postmaster.pid" ] && as_pg "$PG_BIN/pg_ctl" -D "$1/data" status >/dev/null 2>&1; }
+
+cluster_start() {
+    local dir=$1
+    cluster_running "$dir" && return
+    as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start >/dev/null \
+        || { tail -n 20 "$dir/postgres.log" >&2; die "PostgreSQL did not start (log: $dir/postgres.log)"; }
+}
+
+cluster_stop() {
+    local dir=$1
+    cluster_running "$dir" || return 0
+    as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null
+}
+
+# cluster_psql DIR PORT SQL...: as the cluster's superuser, over the private socket.
+cluster_psql() {
+    local dir=$1 port=$2
+    shift 2
+    as_pg "$PG_BIN/psql" -h "$dir" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 -qAt "$@"
+}
+
+# ensure_app_database DIR PORT PASSWORD: a non-superuser role that owns the app database and may create the
+# test database; TimescaleDB and uuid-ossp are trusted extensions, so the owner creates them in migrations.
+ensure_app_database() {
+    local dir=$1 port=$2 password=$3
+    cluster_psql "$dir" "$port" -v role="$APP_ROLE" -v password="$password" <<'SQL'
+SELECT format('CREATE ROLE %I LOGIN CREATEDB', :'role') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'role')
+\gexec
+ALTER ROLE :"role" WITH LOGIN CREATEDB NOSUPERUSER PASSWORD :'password';
+SQL
+    cluster_psql "$dir" "$port" -v role="$APP_ROLE" -v db="$APP_DB" <<'SQL'
+SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'role') WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db')
+\gexec
+SQL
+}
+
+# The TimescaleDB edition the cluster's build provides: "timescale" (TSL features) or "apache".
+cluster_timescaledb_edition() {
+    local dir=$1 port=$2
+    cluster_psql "$dir" "$port" -c "SELECT coalesce(current_setting('timescaledb.license', true), 'apache')"
+}
