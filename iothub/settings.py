@@ -17,12 +17,13 @@ if (BASE_DIR / ".env").is_file():
 
 
 def _required(name, *, default=None):
-    """A setting production cannot run without: a clear message instead of a traceback."""
+    """A setting production cannot run without: a clear message instead of a traceback. Empty counts as unset."""
+    value = env.str(name, default="")
+    if value:
+        return value
     file_name = env.str(f"{name}_FILE", default="")
-    if name not in env.ENVIRON and file_name:
+    if file_name:
         return Path(file_name).read_text().strip()
-    if name in env.ENVIRON and env.str(name):
-        return env.str(name)
     if default is not None:
         return default
     raise ImproperlyConfigured(

@@ -42,10 +42,13 @@ class UserSerializer(StrictModelSerializer):
         ]
         read_only_fields = ["date_joined", "last_login"]
 
+    def get_fields(self):
+        fields = super().get_fields()
+        fields["password"].required = self.instance is None
+        return fields
+
     def validate(self, attrs):
         password = attrs.get("password")
-        if self.instance is None and not password:
-            raise serializers.ValidationError({"password": ["This field is required."]})
         if password:
             candidate = self.instance or User()
             for name, value in attrs.items():
