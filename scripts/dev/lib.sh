@@ -21,7 +21,7 @@ as_pg() {
 random_secret() { head -c 48 /dev/urandom | base64 | tr -d '\n/+=' | cut -c1-48; }
 
 ensure_system_packages() {
-    bash "$ROOT/scripts/dev/ensure-timescaledb.sh"
+    bash "$ROOT/scripts/dev/ensure-packages.sh"
 }
 
 find_python313() {
