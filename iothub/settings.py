@@ -185,6 +185,9 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# The worker's fallback poll when no NOTIFY arrives (seconds).
+WORKER_POLL_INTERVAL = env.float("WORKER_POLL_INTERVAL", default=30)
+
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 LOGGING = {

@@ -19,7 +19,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--poll-interval",
             type=float,
-            default=getattr(settings, "WORKER_POLL_INTERVAL", 30),
+            default=settings.WORKER_POLL_INTERVAL,
             help="Seconds between two runs of every listener even without NOTIFY (default: %(default)s).",
         )
 
