@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "pgtrigger",
     "iothub",
+    "telemetry",
 ]
 
 MIDDLEWARE = [
@@ -104,6 +105,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # One place where a DBA reads every schema change in order.
 MIGRATION_MODULES = {
     "iothub": "migrations.iothub",
+    "telemetry": "migrations.telemetry",
 }
 
 AUTH_USER_MODEL = "iothub.User"

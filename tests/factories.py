@@ -20,3 +20,20 @@ class UserFactory(factory.django.DjangoModelFactory):
     def _save_password(obj, create, extracted, **kwargs):
         if create:
             obj.save(update_fields=["password"])
+
+
+class DeviceTypeFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "telemetry.DeviceType"
+        django_get_or_create = ["name"]
+
+    name = factory.Sequence(lambda n: f"sensor-type-{n}")
+
+
+class DeviceFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "telemetry.Device"
+
+    name = factory.Sequence(lambda n: f"device {n}")
+    serial_number = factory.Sequence(lambda n: f"SN-{n:06d}")
+    device_type = factory.SubFactory(DeviceTypeFactory)
