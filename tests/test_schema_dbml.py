@@ -8,13 +8,14 @@ from django.db import connection
 
 DBML = Path(__file__).resolve().parents[1] / "docs" / "schema.dbml"
 TABLE = re.compile(r"^Table\s+(\w+)[^{]*\{(.*?)^\}", re.MULTILINE | re.DOTALL)
+NESTED_BLOCK = re.compile(r"^\s+\w+\s*\{.*?^\s+\}", re.MULTILINE | re.DOTALL)  # indexes { ... }
 COLUMN = re.compile(r"^\s+(\w+)\s+\S", re.MULTILINE)
 
 
 def documented():
     tables = {}
     for name, body in TABLE.findall(DBML.read_text()):
-        tables[name] = {column for column in COLUMN.findall(body) if column != "Note"}
+        tables[name] = set(COLUMN.findall(NESTED_BLOCK.sub("", body)))
     return tables
 
 
