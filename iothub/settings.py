@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "pgtrigger",
     "iothub",
     "telemetry",
+    "rules",
 ]
 
 MIDDLEWARE = [
@@ -106,6 +107,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 MIGRATION_MODULES = {
     "iothub": "migrations.iothub",
     "telemetry": "migrations.telemetry",
+    "rules": "migrations.rules",
 }
 
 AUTH_USER_MODEL = "iothub.User"

@@ -4,6 +4,8 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("iothub.api.urls")),
+    path("api/v1/", include("telemetry.api.urls")),
+    path("api/v1/", include("rules.api.urls")),
 ]
 
 handler400 = "iothub.views.handler400"
