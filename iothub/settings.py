@@ -189,6 +189,19 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# Telemetry retention and compression (days); see docs/operations.md.
+TELEMETRY_RETENTION_DAYS = env.int("TELEMETRY_RETENTION_DAYS", default=90)
+TELEMETRY_COMPRESS_AFTER_DAYS = env.int("TELEMETRY_COMPRESS_AFTER_DAYS", default=7)
+# How long the hourly and daily aggregates outlive the raw readings; the 1-minute one follows raw retention.
+TELEMETRY_AGGREGATE_RETENTION_DAYS = env.int("TELEMETRY_AGGREGATE_RETENTION_DAYS", default=730)
+
+# Notification delivery; see docs/rules.md.
+NOTIFICATION_MAX_ATTEMPTS = env.int("NOTIFICATION_MAX_ATTEMPTS", default=5)
+# Webhook notifications are recorded but only sent when this is on.
+NOTIFICATION_WEBHOOKS_ENABLED = env.bool("NOTIFICATION_WEBHOOKS_ENABLED", default=False)
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="iothub@localhost")
+
 # The worker's fallback poll when no NOTIFY arrives (seconds).
 WORKER_POLL_INTERVAL = env.float("WORKER_POLL_INTERVAL", default=30)
 

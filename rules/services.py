@@ -1,0 +1,1 @@
+"""Writes of the rules app: keyword-only ``<entity>_<action>`` functions."""

@@ -1,0 +1,1 @@
+"""Writes of the telemetry app: keyword-only ``<entity>_<action>`` functions."""
