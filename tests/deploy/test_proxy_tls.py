@@ -1,0 +1,338 @@
+"""End to end through the proxy: the project's nginx template, rendered the way the nginx image renders it, in
+front of gunicorn serving the app on the test database, spoken to over real TLS. Loopback only."""
+
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "docker" / "nginx" / "templates" / "iothub.conf.template"
+NGINX = shutil.which("nginx", path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"]))
+INGEST = "/api/v1/telemetry/ingest/"
+PROBLEM_MEMBERS = {"type", "title", "status", "detail", "code", "errors"}
+
+pytestmark = [
+    pytest.mark.skipif(NGINX is None, reason="nginx is not installed (Debian: apt-get install nginx-light)"),
+    # gunicorn is another process: it sees only what is committed.
+    pytest.mark.django_db(transaction=True),
+]
+
+
+def envsubst(text, variables):
+    """What the nginx image does to templates: `envsubst "$defined_envs"` replaces $NAME and ${NAME} for defined
+    variables only, so nginx's own $host and friends survive."""
+
+    def replace(match):
+        name = match.group(1) or match.group(2)
+        return variables[name] if name in variables else match.group(0)
+
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)", replace, text)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop(process):
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+
+
+def wait_until(ready, process, log, timeout=30):
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop(process)
+            pytest.fail(f"{process.args[0]} did not start:\n{log.read_text()[-4000:]}")
+        time.sleep(0.1)
+
+
+def port_open(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class Response:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def request(port, method, path, *, tls=None, body=None, headers=None):
+    connection_class = http.client.HTTPSConnection if tls else http.client.HTTPConnection
+    extra = {"context": tls} if tls else {}
+    conn = connection_class("127.0.0.1", port, timeout=10, **extra)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return Response(response.status, response.headers, response.read())
+    finally:
+        conn.close()
+
+
+def assert_problem(response, status):
+    assert response.status == status, response.body
+    assert response.headers["Content-Type"] == "application/problem+json"
+    body = response.json()
+    assert body.keys() >= PROBLEM_MEMBERS
+    assert body["status"] == status
+    assert body["type"] == "about:blank"
+    assert body["errors"] == []
+    return body
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    """The certificate the `init` service generates: the one a fresh `docker compose up` serves."""
+    directory = tmp_path_factory.mktemp("init")
+    result = subprocess.run(
+        [str(ROOT / "docker" / "entrypoint.sh"), "init"],
+        env={
+            "PATH": os.environ["PATH"],
+            "IOTHUB_SECRETS_DIR": str(directory / "secrets"),
+            "IOTHUB_CERTS_DIR": str(directory / "certs"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return directory / "certs"
+
+
+@pytest.fixture(scope="module")
+def tls(certificate):
+    """A client that trusts only the generated certificate and checks the host name against it."""
+    return ssl.create_default_context(cafile=str(certificate / "tls.crt"))
+
+
+@pytest.fixture(scope="module")
+def gunicorn(django_db_setup, tmp_path_factory):
+    """gunicorn serving iothub.wsgi on the test database (django_db_setup creates it for the marked tests). One
+    worker: throttle counters live in its memory."""
+    database = connection.settings_dict
+    database_url = "postgres://{}:{}@{}:{}/{}".format(
+        *(quote(str(database[key]), safe="") for key in ("USER", "PASSWORD", "HOST", "PORT", "NAME"))
+    )
+    port = free_port()
+    log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DJANGO_DEBUG": "0",
+        "AUTH_THROTTLE_RATE": "3/min",
+    }
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "iothub.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
+            cwd=ROOT,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(lambda: port_open(port), process, log)
+        yield port
+    finally:
+        stop(process)
+
+
+@pytest.fixture
+def start_proxy(gunicorn, certificate, tmp_path):
+    """start_proxy(**NGINX_variables) -> (http_port, https_port): nginx on the rendered template."""
+    processes = []
+
+    def start(**overrides):
+        http_port, https_port = free_port(), free_port()
+        variables = {
+            "NGINX_HTTP_PORT": f"127.0.0.1:{http_port}",
+            "NGINX_HTTPS_PORT": f"127.0.0.1:{https_port}",
+            "NGINX_HTTPS_PORT_SUFFIX": f":{https_port}",
+            "NGINX_UPSTREAM": f"127.0.0.1:{gunicorn}",
+            "NGINX_INGEST_RATE": "100r/s",
+            "NGINX_INGEST_BURST": "200",
+            "NGINX_INGEST_RATE_LIMIT": "on",
+            "NGINX_CERT_DIR": str(certificate),
+            **overrides,
+        }
+        directory = tmp_path / f"nginx-{len(processes)}"
+        directory.mkdir()
+        (directory / "iothub.conf").write_text(envsubst(TEMPLATE.read_text(), variables))
+        # The image's nginx.conf, reduced to what runs unprivileged in a temporary directory.
+        (directory / "nginx.conf").write_text(
+            f"""daemon off;
+worker_processes 1;
+pid {directory}/nginx.pid;
+{"user root;" if os.geteuid() == 0 else ""}
+events {{ worker_connections 256; }}
+http {{
+    default_type application/octet-stream;
+    access_log {directory}/access.log;
+    client_body_temp_path {directory}/client_body;
+    proxy_temp_path {directory}/proxy;
+    fastcgi_temp_path {directory}/fastcgi;
+    uwsgi_temp_path {directory}/uwsgi;
+    scgi_temp_path {directory}/scgi;
+    include {directory}/iothub.conf;
+}}
+"""
+        )
+        log = directory / "error.log"
+        command = [NGINX, "-p", str(directory), "-e", str(log), "-c", str(directory / "nginx.conf")]
+        check = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=30)
+        assert check.returncode == 0, check.stderr
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        processes.append(process)
+        wait_until(lambda: port_open(http_port) and port_open(https_port), process, log)
+        return http_port, https_port
+
+    yield start
+    for process in processes:
+        stop(process)
+
+
+def test_health_over_https_with_hsts(start_proxy, tls):
+    _, https_port = start_proxy()
+    response = request(https_port, "GET", "/api/v1/health/", tls=tls)
+    assert response.status == 200, response.body
+    assert response.json()["database"] == "ok"
+    # Exactly one: nginx hides Django's own.
+    assert response.headers.get_all("Strict-Transport-Security") == ["max-age=31536000"]
+
+
+def test_tls_1_2_clients_are_served(start_proxy, tls, certificate):
+    _, https_port = start_proxy()
+    tls_1_2 = ssl.create_default_context(cafile=str(certificate / "tls.crt"))
+    tls_1_2.maximum_version = ssl.TLSVersion.TLSv1_2
+    assert request(https_port, "GET", "/api/v1/health/", tls=tls_1_2).status == 200
+
+
+def test_forwarded_proto_reaches_django(start_proxy, tls):
+    """Without X-Forwarded-Proto Django would redirect this request to HTTPS instead of refusing it."""
+    _, https_port = start_proxy()
+    response = request(https_port, "GET", "/api/v1/users/", tls=tls)
+    assert_problem(response, 401)
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_plain_http_is_redirected_with_308(start_proxy, method):
+    http_port, https_port = start_proxy()
+    response = request(http_port, method, "/api/v1/users/?page=2", body=b"{}" if method == "POST" else None)
+    assert response.status == 308
+    assert response.headers["Location"] == f"https://127.0.0.1:{https_port}/api/v1/users/?page=2"
+
+
+def test_health_over_plain_http_is_exempt_from_the_redirect(start_proxy):
+    http_port, _ = start_proxy()
+    response = request(http_port, "GET", "/api/v1/health/")
+    assert response.status == 200, response.body
+    assert response.json()["database"] == "ok"
+
+
+def test_body_over_the_proxy_limit_is_a_413_problem_from_nginx(start_proxy, tls):
+    _, https_port = start_proxy()
+    conn = http.client.HTTPSConnection("127.0.0.1", https_port, timeout=10, context=tls)
+    try:
+        # Refused on the declared length, before any of the body is read.
+        conn.putrequest("POST", INGEST)
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Content-Length", str(2 * 1024 * 1024))
+        conn.endheaders()
+        response = conn.getresponse()
+        response = Response(response.status, response.headers, response.read())
+    finally:
+        conn.close()
+    body = assert_problem(response, 413)
+    assert body["code"] == "payload_too_large"
+    assert "proxy" in body["detail"]
+
+
+def test_body_just_over_1_mib_reaches_django_for_its_own_413(start_proxy, tls):
+    _, https_port = start_proxy()
+    response = request(
+        https_port,
+        "POST",
+        "/api/v1/auth/logout/",
+        tls=tls,
+        body=b" " * (1024 * 1024 + 1),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status == 413, response.body
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert "proxy" not in response.json()["detail"]
+
+
+def test_clients_cannot_dodge_the_login_throttle_with_x_forwarded_for(start_proxy, tls):
+    """DRF throttles by X-Forwarded-For: nginx must replace a client's own, not append to it."""
+    _, https_port = start_proxy()
+    statuses = [
+        request(
+            https_port,
+            "POST",
+            "/api/v1/auth/token/",
+            tls=tls,
+            body=b'{"username": "nobody", "password": "wrong"}',
+            headers={"Content-Type": "application/json", "X-Forwarded-For": f"203.0.113.{attempt}"},
+        ).status
+        for attempt in range(4)
+    ]
+    assert statuses == [401, 401, 401, 429]
+
+
+def _ingest_burst(https_port, tls, count=12):
+    return [
+        request(https_port, "POST", INGEST, tls=tls, body=b"[]", headers={"Content-Type": "application/json"})
+        for _ in range(count)
+    ]
+
+
+def test_ingest_rate_limit_answers_429_problems(start_proxy, tls):
+    _, https_port = start_proxy(NGINX_INGEST_RATE="1r/s", NGINX_INGEST_BURST="1")
+    # Django may answer 400 or 404 to this body: only the proxy's 429s count.
+    limited = [response for response in _ingest_burst(https_port, tls) if response.status == 429]
+    assert limited
+    body = assert_problem(limited[0], 429)
+    assert body["code"] == "throttled"
+    assert limited[0].headers["Retry-After"] == "1"
+    assert limited[0].headers["Strict-Transport-Security"] == "max-age=31536000"
+    # Only ingest is limited.
+    assert request(https_port, "GET", "/api/v1/health/", tls=tls).status == 200
+
+
+def test_ingest_rate_limit_can_be_switched_off(start_proxy, tls):
+    _, https_port = start_proxy(NGINX_INGEST_RATE="1r/s", NGINX_INGEST_BURST="1", NGINX_INGEST_RATE_LIMIT="off")
+    assert all(response.status != 429 for response in _ingest_burst(https_port, tls))
+
+
+def test_unreachable_application_is_a_502_problem(start_proxy, tls):
+    _, https_port = start_proxy(NGINX_UPSTREAM=f"127.0.0.1:{free_port()}")
+    body = assert_problem(request(https_port, "GET", "/api/v1/users/", tls=tls), 502)
+    assert body["code"] == "bad_gateway"
