@@ -24,21 +24,26 @@ ensure_system_packages() {
     bash "$ROOT/scripts/dev/ensure-packages.sh"
 }
 
+is_python313() { [ -x "$1" ] && "$1" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null; }
+
+# A working Python 3.13: $PYTHON, python3.13 on the PATH, or a pyenv installation (whose shims only work when
+# 3.13 is the active version, hence the check that each candidate really runs).
 find_python313() {
     local candidate root
-    for candidate in "${PYTHON:-}" "$(command -v python3.13 || true)"; do
-        [ -n "$candidate" ] && [ -x "$candidate" ] && { echo "$candidate"; return; }
-    done
     root=$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")
-    for candidate in "$root"/versions/3.13*/bin/python3 /usr/local/bin/python3.13; do
-        [ -x "$candidate" ] && { echo "$candidate"; return; }
+    for candidate in "${PYTHON:-}" "$(command -v python3.13 || true)" "$root"/versions/3.13*/bin/python3 \
+        /usr/local/bin/python3.13 /usr/bin/python3.13; do
+        if [ -n "$candidate" ] && is_python313 "$candidate"; then
+            echo "$candidate"
+            return
+        fi
     done
     return 1
 }
 
 # .venv with Python 3.13 and the pinned requirements; reinstalls only when a requirements file changed.
 ensure_python() {
-    if ! [ -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))'; then
+    if ! is_python313 "$VENV/bin/python"; then
         local python
         python=$(find_python313) || die "Python 3.13 not found (Django 6 needs >= 3.12). Install it with
     pyenv install 3.13    (or your distribution's python3.13 with its venv module)
