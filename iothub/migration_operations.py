@@ -46,3 +46,54 @@ class RunSQLFile(Operation):
     @staticmethod
     def _run(schema_editor, path):
         schema_editor.execute((SQL_DIR / path).read_text(), params=None)
+
+
+def timescaledb_edition(connection):
+    """``"timescale"`` when the TSL (community) features are available, else ``"apache"``."""
+    with connection.cursor() as cursor:
+        # The setting is NULL until the extension is loaded in the session; touching its catalog loads it.
+        cursor.execute("SELECT count(*) FROM timescaledb_information.hypertables")
+        cursor.execute("SELECT current_setting('timescaledb.license', true)")
+        license_ = cursor.fetchone()[0]
+    return "timescale" if license_ == "timescale" else "apache"
+
+
+class RunSQLFileForEdition(Operation):
+    """Executes ``sql/<timescale>`` on a build with TimescaleDB's TSL features, else ``sql/<apache>``.
+
+    The edition is detected when the migration runs, so one migration serves the Docker image (continuous
+    aggregates) and the Apache-only Debian build (plain views). ``reverse_timescale``/``reverse_apache`` undo
+    them; without both, the migration is irreversible.
+    """
+
+    reduces_to_sql = True
+
+    def __init__(self, timescale, apache, reverse_timescale=None, reverse_apache=None):
+        self.paths = {"timescale": timescale, "apache": apache}
+        self.reverse_paths = {"timescale": reverse_timescale, "apache": reverse_apache}
+
+    @property
+    def reversible(self):
+        return None not in self.reverse_paths.values()
+
+    def deconstruct(self):
+        kwargs = {**self.paths}
+        kwargs.update({f"reverse_{edition}": path for edition, path in self.reverse_paths.items() if path})
+        return self.__class__.__qualname__, [], kwargs
+
+    def state_forwards(self, app_label, state):
+        pass
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        self._run(schema_editor, self.paths)
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        self._run(schema_editor, self.reverse_paths)
+
+    def describe(self):
+        return f"Run SQL file sql/{self.paths['timescale']} (TSL) or sql/{self.paths['apache']} (Apache-2)"
+
+    @staticmethod
+    def _run(schema_editor, paths):
+        path = paths[timescaledb_edition(schema_editor.connection)]
+        schema_editor.execute((SQL_DIR / path).read_text(), params=None)
