@@ -13,9 +13,10 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 is_root() { [ "$(id -u)" -eq 0 ]; }
 
-# PostgreSQL refuses to run as root: as root, clusters belong to the postgres user.
+# PostgreSQL refuses to run as root: as root, clusters belong to the postgres user (run from / since the
+# caller's directory may be closed to that user; every path we pass is absolute).
 as_pg() {
-    if is_root; then runuser -u postgres -- "$@"; else "$@"; fi
+    if is_root; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 random_secret() { head -c 48 /dev/urandom | base64 | tr -d '\n/+=' | cut -c1-48; }

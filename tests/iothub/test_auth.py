@@ -85,7 +85,7 @@ def test_logout_with_a_garbage_token_is_a_401_problem(api_client):
 
 def test_tampered_or_foreign_tokens_are_refused(api_client):
     user = UserFactory(username="alice")
-    forged = jwt.encode({"token_type": "access", "user_id": str(user.pk), "exp": 4_102_444_800}, "other-key")
+    forged = jwt.encode({"token_type": "access", "user_id": str(user.pk), "exp": 4_102_444_800}, "a-different-key-" * 4)
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {forged}")
     body = assert_problem(api_client.get(ME_URL), 401, "token_not_valid")
     assert body["detail"]
