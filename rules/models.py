@@ -1,0 +1,303 @@
+"""Rules, the events they raise and the notifications those events send.
+
+Rules are evaluated by the database (the ``telemetry_evaluate_rules`` trigger, sql/triggers/), so every invariant a
+writer must respect is a constraint here, not Python. Foreign keys declared with ``db_constraint=False`` are
+re-declared in sql/rules/0001_initial.sql with their ON DELETE action, so a DELETE from psql cascades exactly like
+one from Django, without Django loading the rows.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models.functions import Now
+
+from telemetry.models import Device, DeviceType
+
+METRIC_NAME_REGEX = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"
+
+
+def _jsonb_type_in(field, *json_types):
+    """A CHECK condition: ``jsonb_typeof(field) IN json_types``."""
+    return models.lookups.In(
+        models.Func(models.F(field), function="jsonb_typeof", output_field=models.TextField()), json_types
+    )
+
+
+class Operator(models.TextChoices):
+    GT = "gt", "greater than (>)"
+    LT = "lt", "less than (<)"
+    GTE = "gte", "greater than or equal (>=)"
+    LTE = "lte", "less than or equal (<=)"
+    EQ = "eq", "equal (=)"
+    NEQ = "neq", "not equal (!=)"
+
+
+# gt/lt/gte/lte compare numbers; eq/neq numbers, booleans or strings of the same JSON type.
+ORDERING_OPERATORS = (Operator.GT, Operator.LT, Operator.GTE, Operator.LTE)
+EQUALITY_OPERATORS = (Operator.EQ, Operator.NEQ)
+EQUALITY_THRESHOLD_TYPES = ("number", "boolean", "string")
+
+
+class Severity(models.TextChoices):
+    INFO = "info", "Info"
+    WARNING = "warning", "Warning"
+    CRITICAL = "critical", "Critical"
+
+
+class ChannelKind(models.TextChoices):
+    LOG = "log", "Log"
+    EMAIL = "email", "Email"
+    WEBHOOK = "webhook", "Webhook"
+
+
+class NotificationChannel(models.Model):
+    """Where notifications go: the application log, an email address, or a webhook URL (``target``)."""
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=16, choices=ChannelKind.choices)
+    # An email address for email, a URL for webhook; unused (may be empty) for log.
+    target = models.CharField(max_length=500, blank=True, default="")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "notification_channels"
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(kind__in=ChannelKind.values), name="notification_channels_kind_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(kind=ChannelKind.LOG) | ~models.Q(target=""),
+                name="notification_channels_target_required",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.kind})"
+
+
+DEFAULT_MESSAGE_TEMPLATE = "{device_name}: {metric} is {value} ({operator} {threshold})"
+
+
+class Rule(models.Model):
+    """A condition on one metric of the readings of one device, one device type, or every device (neither)."""
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True, default="")
+    device_type = models.ForeignKey(DeviceType, null=True, blank=True, on_delete=models.PROTECT, related_name="rules")
+    # ON DELETE CASCADE in SQL: deleting a device deletes its device-specific rules.
+    device = models.ForeignKey(
+        Device, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="rules"
+    )
+    metric = models.CharField(max_length=64)
+    operator = models.CharField(max_length=8, choices=Operator.choices)
+    # A JSON scalar: a number for gt/lt/gte/lte; a number, boolean or string for eq/neq.
+    threshold = models.JSONField()
+    severity = models.CharField(max_length=16, choices=Severity.choices, default=Severity.WARNING)
+    message_template = models.CharField(max_length=1000, default=DEFAULT_MESSAGE_TEMPLATE)
+    enabled = models.BooleanField(default=True)
+    dedupe = models.BooleanField(default=True)
+    auto_resolve = models.BooleanField(default=False)
+    channels = models.ManyToManyField(NotificationChannel, through="RuleChannel", blank=True, related_name="rules")
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "rules"
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(device_type__isnull=True) | models.Q(device__isnull=True),
+                name="rules_one_target",
+            ),
+            models.CheckConstraint(condition=models.Q(metric__regex=METRIC_NAME_REGEX), name="rules_metric_name"),
+            models.CheckConstraint(condition=models.Q(operator__in=Operator.values), name="rules_operator_valid"),
+            models.CheckConstraint(condition=models.Q(severity__in=Severity.values), name="rules_severity_valid"),
+            models.CheckConstraint(
+                condition=(
+                    models.Q(_jsonb_type_in("threshold", "number"), operator__in=ORDERING_OPERATORS)
+                    | models.Q(_jsonb_type_in("threshold", *EQUALITY_THRESHOLD_TYPES), operator__in=EQUALITY_OPERATORS)
+                ),
+                name="rules_threshold_type",
+            ),
+            models.CheckConstraint(condition=~models.Q(message_template=""), name="rules_message_template_not_empty"),
+        ]
+        indexes = [
+            # The trigger looks up the enabled rules of the metrics present in a batch.
+            models.Index(fields=["metric"], condition=models.Q(enabled=True), name="rules_enabled_metric"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class RuleChannel(models.Model):
+    """A rule's notification channel. Both foreign keys cascade in SQL."""
+
+    rule = models.ForeignKey(Rule, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    channel = models.ForeignKey(NotificationChannel, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+
+    class Meta:
+        db_table = "rule_channels"
+        constraints = [models.UniqueConstraint(fields=["rule", "channel"], name="rule_channels_unique")]
+
+    def __str__(self):
+        return f"{self.rule_id} → {self.channel_id}"
+
+
+class EventStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    RESOLVED = "resolved", "Resolved"
+
+
+UNRESOLVED_STATUSES = (EventStatus.OPEN, EventStatus.ACKNOWLEDGED)
+
+
+class Event(models.Model):
+    """A rule firing for a device; written by the ``telemetry_evaluate_rules`` trigger only.
+
+    With the rule's ``dedupe`` (copied to the event, since an index can't join), at most one unresolved event
+    exists per (rule, device): repeats bump ``occurrence_count``, ``last_triggered_at`` and ``last_values``.
+    """
+
+    # ON DELETE SET NULL in SQL: a deleted rule leaves its events, which keep its name.
+    rule = models.ForeignKey(
+        Rule, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="events"
+    )
+    rule_name = models.CharField(max_length=200)
+    # ON DELETE CASCADE in SQL.
+    device = models.ForeignKey(Device, on_delete=models.DO_NOTHING, db_constraint=False, related_name="events")
+    dedupe = models.BooleanField()
+    severity = models.CharField(max_length=16, choices=Severity.choices)
+    message = models.TextField()
+    # The first matching reading's time, and the newest one's.
+    triggered_at = models.DateTimeField()
+    last_triggered_at = models.DateTimeField()
+    occurrence_count = models.IntegerField(default=1)
+    # {"metric", "value", "operator", "threshold"} of the first matching reading, and of the newest one.
+    trigger_values = models.JSONField()
+    last_values = models.JSONField()
+    status = models.CharField(max_length=16, choices=EventStatus.choices, default=EventStatus.OPEN)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    acknowledged_note = models.TextField(blank=True, default="")
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    # NULL with resolved_at set: resolved automatically (auto_resolve), or by a user since deleted.
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resolved_note = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
+
+    class Meta:
+        db_table = "events"
+        ordering = ["-triggered_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(status__in=EventStatus.values), name="events_status_valid"),
+            models.CheckConstraint(condition=models.Q(severity__in=Severity.values), name="events_severity_valid"),
+            models.CheckConstraint(
+                condition=models.Q(occurrence_count__gte=1), name="events_occurrence_count_positive"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(last_triggered_at__gte=models.F("triggered_at")),
+                name="events_last_triggered_after_first",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(_jsonb_type_in("trigger_values", "object"), _jsonb_type_in("last_values", "object")),
+                name="events_values_objects",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    models.Q(status=EventStatus.RESOLVED, resolved_at__isnull=False)
+                    | (~models.Q(status=EventStatus.RESOLVED) & models.Q(resolved_at__isnull=True))
+                ),
+                name="events_resolved_at_iff_resolved",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(status=EventStatus.ACKNOWLEDGED) | models.Q(acknowledged_at__isnull=False),
+                name="events_acknowledged_has_time",
+            ),
+            # The dedupe guarantee; the trigger's INSERT … ON CONFLICT names this predicate.
+            models.UniqueConstraint(
+                fields=["rule", "device"],
+                condition=models.Q(dedupe=True, status__in=UNRESOLVED_STATUSES),
+                name="events_one_unresolved_per_rule_device",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["-triggered_at"], name="events_triggered_at"),
+            models.Index(fields=["device", "-triggered_at"], name="events_device_triggered_at"),
+            # auto_resolve finds the unresolved events of a (rule, device), deduped or not.
+            models.Index(
+                fields=["rule", "device"],
+                condition=models.Q(status__in=UNRESOLVED_STATUSES),
+                name="events_unresolved_rule_device",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.rule_name} on {self.device_id} at {self.triggered_at.isoformat()}"
+
+
+class NotificationStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+
+
+class Notification(models.Model):
+    """One delivery of an event through a channel: inserted ``pending`` by the trigger, delivered by the worker.
+
+    ``payload`` is what is delivered (event id, rule, device, severity, message, times), frozen when the event is
+    created so a later edit of the rule or device does not change a notification already queued.
+    """
+
+    # Both ON DELETE CASCADE in SQL.
+    event = models.ForeignKey(Event, on_delete=models.DO_NOTHING, db_constraint=False, related_name="notifications")
+    channel = models.ForeignKey(
+        NotificationChannel, on_delete=models.DO_NOTHING, db_constraint=False, related_name="notifications"
+    )
+    status = models.CharField(max_length=16, choices=NotificationStatus.choices, default=NotificationStatus.PENDING)
+    payload = models.JSONField(default=dict)
+    attempts = models.IntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    next_attempt_at = models.DateTimeField(db_default=Now())
+    # When the worker claimed the row (status sending): a claim older than a timeout is a crashed worker's.
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
+    updated_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = "notifications"
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=NotificationStatus.values), name="notifications_status_valid"
+            ),
+            models.CheckConstraint(condition=models.Q(attempts__gte=0), name="notifications_attempts_non_negative"),
+            models.CheckConstraint(
+                condition=~models.Q(status=NotificationStatus.SENT) | models.Q(sent_at__isnull=False),
+                name="notifications_sent_has_time",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(_jsonb_type_in("payload", "object")), name="notifications_payload_object"
+            ),
+            models.UniqueConstraint(fields=["event", "channel"], name="notifications_one_per_event_channel"),
+        ]
+        indexes = [
+            # The worker's claim: due pending rows, oldest first.
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=models.Q(status=NotificationStatus.PENDING),
+                name="notifications_due",
+            ),
+        ]
+
+    def __str__(self):
+        return f"notification {self.pk} of event {self.event_id} via {self.channel_id} ({self.status})"

@@ -1,0 +1,55 @@
+"""The rules tables' constraints hold for every writer, not only the API."""
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+
+from rules.models import Rule
+from tests.factories import DeviceFactory, DeviceTypeFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def make_rule(**fields):
+    values = {"name": "hot", "metric": "temperature", "operator": "gt", "threshold": 30, **fields}
+    return Rule.objects.create(**values)
+
+
+@pytest.mark.parametrize(
+    ("operator", "threshold"),
+    [("gt", "30"), ("lte", True), ("neq", [1]), ("eq", {"a": 1})],
+)
+def test_threshold_type_must_suit_the_operator(operator, threshold):
+    with pytest.raises(IntegrityError, match="rules_threshold_type"), transaction.atomic():
+        make_rule(operator=operator, threshold=threshold)
+
+
+@pytest.mark.parametrize(("operator", "threshold"), [("gt", 1.5), ("eq", "on"), ("neq", False), ("eq", 21)])
+def test_thresholds_the_operator_accepts(operator, threshold):
+    assert make_rule(operator=operator, threshold=threshold).pk
+
+
+def test_a_rule_targets_a_device_type_or_a_device_not_both():
+    device = DeviceFactory()
+    with pytest.raises(IntegrityError, match="rules_one_target"), transaction.atomic():
+        make_rule(device=device, device_type=device.device_type)
+
+
+@pytest.mark.parametrize("field", ["operator", "severity"])
+def test_enums_are_checked(field):
+    with pytest.raises(IntegrityError, match=f"rules_{field}_valid"), transaction.atomic():
+        make_rule(**{field: "bogus"})
+
+
+def test_metric_name_is_checked():
+    with pytest.raises(IntegrityError, match="rules_metric_name"), transaction.atomic():
+        make_rule(metric="1 bad name")
+
+
+def test_deleting_a_device_deletes_its_rules_in_the_database():
+    device = DeviceFactory()
+    make_rule(device=device)
+    kept = make_rule(name="global")
+    typed = make_rule(name="typed", device_type=DeviceTypeFactory())
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM devices WHERE id = %s", [device.pk])
+    assert set(Rule.objects.values_list("pk", flat=True)) == {kept.pk, typed.pk}
