@@ -37,3 +37,36 @@ class DeviceFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"device {n}")
     serial_number = factory.Sequence(lambda n: f"SN-{n:06d}")
     device_type = factory.SubFactory(DeviceTypeFactory)
+
+
+class NotificationChannelFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "rules.NotificationChannel"
+
+    name = factory.Sequence(lambda n: f"channel {n}")
+    kind = "log"
+
+
+class RuleFactory(factory.django.DjangoModelFactory):
+    """A global rule ``temperature > 30`` unless told otherwise."""
+
+    class Meta:
+        model = "rules.Rule"
+        skip_postgeneration_save = True
+
+    name = factory.Sequence(lambda n: f"rule {n}")
+    metric = "temperature"
+    operator = "gt"
+    threshold = 30
+
+    @factory.post_generation
+    def channels(obj, create, extracted, **kwargs):
+        if create and extracted:
+            obj.channels.set(extracted)
+
+
+def insert_readings(device, readings):
+    """Stores ``[(time, metrics)]`` as readings of ``device`` in one statement."""
+    from telemetry.models import Telemetry
+
+    Telemetry.objects.bulk_create(Telemetry(device=device, time=time, metrics=metrics) for time, metrics in readings)
