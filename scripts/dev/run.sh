@@ -55,6 +55,7 @@ cd "$ROOT"
 manage() { "$VENV/bin/python" manage.py "$@"; }
 manage check
 manage migrate --noinput
+manage apply_timescale_policies
 manage collectstatic --noinput >/dev/null
 manage ensure_superuser
 
