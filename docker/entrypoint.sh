@@ -136,10 +136,7 @@ case ${1:-web} in
         wait_for_database
         python manage.py check
         python manage.py migrate --noinput
-        # Added by a later work item: run it once the command exists.
-        if python manage.py help apply_timescale_policies >/dev/null 2>&1; then
-            python manage.py apply_timescale_policies
-        fi
+        python manage.py apply_timescale_policies
         python manage.py ensure_superuser
         # gunicorn.conf.py: bind 0.0.0.0:8000, workers and threads from the environment.
         exec gunicorn iothub.wsgi
