@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models.functions import Now
 
+from rules.triggers import EventStatusTransition
 from telemetry.models import Device, DeviceType
 
 METRIC_NAME_REGEX = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"
@@ -238,6 +239,7 @@ class Event(models.Model):
                 name="events_unresolved_rule_device",
             ),
         ]
+        triggers = [EventStatusTransition(name="event_status_transition")]
 
     def __str__(self):
         return f"{self.rule_name} on {self.device_id} at {self.triggered_at.isoformat()}"

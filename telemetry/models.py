@@ -1,6 +1,8 @@
 from django.db import models
 from django.db.models.functions import Now
 
+from rules.triggers import EvaluateRules
+
 
 def _jsonb_type_is(field, json_type):
     """A CHECK condition: ``jsonb_typeof(field) = json_type``."""
@@ -86,6 +88,9 @@ class Telemetry(models.Model):
         constraints = [
             models.CheckConstraint(condition=_jsonb_type_is("metrics", "object"), name="telemetry_metrics_object"),
         ]
+        # Declared here because pgtrigger migrates the triggers of a model's Meta; the SQL belongs to rules
+        # (rules/triggers.py, sql/triggers/telemetry_evaluate_rules.plpgsql). See sql/README.md.
+        triggers = [EvaluateRules(name="telemetry_evaluate_rules")]
 
     def __str__(self):
         return f"{self.device_id} @ {self.time.isoformat()}"

@@ -3,7 +3,7 @@
 import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.db import IntegrityError, InterfaceError, OperationalError
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError
 from django.db.models import ProtectedError, RestrictedError
 from django.http import Http404
 from rest_framework import exceptions, status
@@ -46,6 +46,12 @@ _INTEGRITY_PROBLEMS = {
     "23514": (exceptions.ValidationError, "The values violate a database constraint."),  # check_violation
 }
 
+# Our own SQLSTATEs (class IO), raised by the SQL in sql/ (listed in sql/README.md); the database's message and HINT
+# are written for a person, so they become the problem's detail.
+_DOMAIN_PROBLEMS = {
+    "IO001": (Conflict, "invalid_transition"),  # event_status_transition: an event status change out of order
+}
+
 
 def _as_api_exception(exc):
     """Map Django and database exceptions onto API exceptions; None for anything unexpected (a 500)."""
@@ -64,6 +70,10 @@ def _as_api_exception(exc):
             exception_class, detail = problem
             return exception_class(detail)
         return None
+    if isinstance(exc, DatabaseError) and getattr(exc.__cause__, "pgcode", None) in _DOMAIN_PROBLEMS:
+        exception_class, code = _DOMAIN_PROBLEMS[exc.__cause__.pgcode]
+        diag = exc.__cause__.diag
+        return exception_class(" ".join(filter(None, [diag.message_primary, diag.message_hint])), code=code)
     if isinstance(exc, (OperationalError, InterfaceError)):
         logger.warning("database unavailable: %s", exc)
         return ServiceUnavailable()

@@ -1,9 +1,11 @@
 """The rules tables' constraints hold for every writer, not only the API."""
 
-import pytest
-from django.db import IntegrityError, connection, transaction
+from datetime import UTC, datetime
 
-from rules.models import Rule
+import pytest
+from django.db import DatabaseError, IntegrityError, connection, transaction
+
+from rules.models import Event, Rule
 from tests.factories import DeviceFactory, DeviceTypeFactory
 
 pytestmark = pytest.mark.django_db
@@ -53,3 +55,46 @@ def test_deleting_a_device_deletes_its_rules_in_the_database():
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM devices WHERE id = %s", [device.pk])
     assert set(Rule.objects.values_list("pk", flat=True)) == {kept.pk, typed.pk}
+
+
+def _event(**fields):
+    now = datetime.now(UTC)
+    values = {
+        "rule_name": "hot",
+        "device": DeviceFactory(),
+        "dedupe": True,
+        "severity": "warning",
+        "message": "hot",
+        "triggered_at": now,
+        "last_triggered_at": now,
+        "trigger_values": {},
+        "last_values": {},
+        **fields,
+    }
+    return Event.objects.create(**values)
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [("acknowledged", "open"), ("resolved", "open"), ("resolved", "acknowledged")],
+)
+def test_event_status_goes_forward_only_whoever_writes(before, after):
+    now = datetime.now(UTC)
+    event = _event(status=before, acknowledged_at=now, resolved_at=now if before == "resolved" else None)
+    with (
+        pytest.raises(DatabaseError, match="cannot go from") as raised,
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("UPDATE events SET status = %s, resolved_at = NULL WHERE id = %s", [after, event.pk])
+    assert raised.value.__cause__.pgcode == "IO001"
+    assert "open -> acknowledged -> resolved" in raised.value.__cause__.diag.message_hint
+
+
+def test_forward_transitions_are_allowed():
+    event = _event()
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE events SET status = 'acknowledged', acknowledged_at = now() WHERE id = %s", [event.pk])
+        cursor.execute("UPDATE events SET status = 'resolved', resolved_at = now() WHERE id = %s", [event.pk])
+        cursor.execute("SELECT status FROM events WHERE id = %s", [event.pk])
+        assert cursor.fetchone() == ("resolved",)
