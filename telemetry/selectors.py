@@ -1,1 +1,132 @@
 """Reads of the telemetry app."""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from django.db import connection
+from psycopg2 import sql
+
+from telemetry.models import Telemetry
+
+# Aggregate views by bucket width in seconds, coarsest first (sql/telemetry/0002_aggregates.*.sql).
+AGGREGATE_VIEWS = ((86400, "telemetry_1d"), (3600, "telemetry_1h"), (60, "telemetry_1m"))
+# Buckets are aligned to UTC multiples of the interval counted from the Unix epoch, whatever the source.
+BUCKET_ORIGIN = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_METRICS_WINDOW = timedelta(hours=24)
+
+
+def telemetry_readings(*, device, start, end, metrics=None):
+    """The device's readings in ``[start, end)``; with ``metrics``, only those holding at least one of them.
+
+    Unordered: the cursor pagination orders by ``time``, which the (device_id, time) primary key serves.
+    """
+    readings = Telemetry.objects.filter(device=device, time__gte=start, time__lt=end)
+    if metrics:
+        readings = readings.filter(metrics__has_any_keys=metrics)
+    return readings
+
+
+LATEST_METRICS_SQL = """
+    SELECT m.key, last(m.value, t.time), max(t.time)
+    FROM telemetry t
+    CROSS JOIN LATERAL jsonb_each(t.metrics) AS m
+    WHERE t.device_id = %(device)s AND t.time >= %(since)s
+    GROUP BY m.key
+    ORDER BY m.key COLLATE "C"
+"""
+
+
+def telemetry_latest(*, device, now):
+    """The newest reading (or None), and ``{metric: (value, time)}`` of the newest value of every metric seen
+    in the 24 hours before ``now``.
+
+    Two indexed queries: the newest reading walks the primary key backwards and stops at the first row; the
+    metrics read one day of the device's readings through the primary key (one or two chunks), in one pass
+    with TimescaleDB's ``last()``.
+    """
+    reading = Telemetry.objects.filter(device=device).order_by("-time").first()
+    with connection.cursor() as cursor:
+        cursor.execute(LATEST_METRICS_SQL, {"device": device.pk, "since": now - LATEST_METRICS_WINDOW})
+        # Django reads jsonb as text with psycopg2 (JSONField decodes it): decode here.
+        metrics = {key: (json.loads(value), time) for key, value, time in cursor.fetchall()}
+    return reading, metrics
+
+
+def aggregate_buckets(*, start, end, interval):
+    """``(first, stop, count)``: the buckets whose start lies in ``[start, end)`` are those starting in
+    ``[first, stop)``, ``count`` of them. Each covers a whole interval, so ``stop`` may lie beyond ``end``."""
+    width = interval // timedelta(microseconds=1)
+
+    def align_up(moment):
+        offset = (moment - BUCKET_ORIGIN) // timedelta(microseconds=1)
+        return BUCKET_ORIGIN + timedelta(microseconds=-(-offset // width) * width)
+
+    first, stop = align_up(start), align_up(end)
+    return first, stop, (stop - first) // interval
+
+
+def aggregate_source(interval):
+    """The coarsest aggregate view whose bucket divides ``interval``, or None for raw readings."""
+    seconds = interval.total_seconds()
+    return next((view for width, view in AGGREGATE_VIEWS if seconds % width == 0), None)
+
+
+# Re-bucketing is exact because the stored buckets nest in the requested ones (same origin, width dividing
+# the interval) and hold sum and count, never avg.
+_FROM_AGGREGATE = """
+    SELECT time_bucket(%(interval)s, a.bucket, %(origin)s) AS b, a.metric,
+           sum(a.count)::bigint, min(a.min), max(a.max), sum(a.sum)
+    FROM {source} AS a
+    WHERE a.device_id = %(device)s AND a.bucket >= %(first)s AND a.bucket < %(stop)s {metric_filter}
+    GROUP BY 1, 2
+    ORDER BY b, a.metric COLLATE "C"
+"""
+_FROM_RAW = """
+    SELECT time_bucket(%(interval)s, t.time, %(origin)s) AS b, m.key,
+           count(*), min(m.value::float8), max(m.value::float8), sum(m.value::float8)
+    FROM telemetry AS t
+    CROSS JOIN LATERAL jsonb_each(t.metrics) AS m
+    WHERE t.device_id = %(device)s AND t.time >= %(first)s AND t.time < %(stop)s
+      AND jsonb_typeof(m.value) = 'number' {metric_filter}
+    GROUP BY 1, 2
+    ORDER BY b, m.key COLLATE "C"
+"""
+
+
+def telemetry_aggregate(*, device, first, stop, interval, metrics=None):
+    """``[{bucket, metric, count, min, max, avg, sum}]`` of the device's numeric top-level metrics in buckets
+    of ``interval`` starting in ``[first, stop)`` (both aligned, see ``aggregate_buckets``), ordered by bucket
+    then metric. Served from the coarsest aggregate whose bucket divides the interval, else from raw readings.
+    """
+    view = aggregate_source(interval)
+    if view is None:
+        query = sql.SQL(_FROM_RAW).format(
+            metric_filter=sql.SQL("AND m.key = ANY(%(metrics)s)" if metrics else ""),
+        )
+    else:
+        query = sql.SQL(_FROM_AGGREGATE).format(
+            source=sql.Identifier(view),
+            metric_filter=sql.SQL("AND a.metric = ANY(%(metrics)s)" if metrics else ""),
+        )
+    params = {
+        "device": device.pk,
+        "interval": interval,
+        "origin": BUCKET_ORIGIN,
+        "first": first,
+        "stop": stop,
+        "metrics": list(metrics or ()),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(query.as_string(cursor.connection), params)
+        return [
+            {
+                "bucket": bucket,
+                "metric": metric,
+                "count": count,
+                "min": low,
+                "max": high,
+                "avg": total / count,
+                "sum": total,
+            }
+            for bucket, metric, count, low, high, total in cursor.fetchall()
+        ]

@@ -1,1 +1,149 @@
 """API serializers of the telemetry app."""
+
+import re
+from datetime import datetime, timedelta
+
+from rest_framework import serializers
+
+from telemetry.selectors import aggregate_buckets
+
+# The metric key rule of ingest (DESIGN.md); \Z, not $, so that a trailing newline is refused.
+METRIC_NAME_REGEX = r"\A[A-Za-z_][A-Za-z0-9_.-]{0,63}\Z"
+
+
+# Telemetry queries: query parameters in, readings and buckets out.
+
+# RFC 3339 in UTC, as on ingest: fromisoformat alone would also take naive times, other offsets and week dates.
+UTC_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|\+00:00)")
+INTERVAL = re.compile(r"([1-9][0-9]{0,5})([smhd])")
+INTERVAL_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+MAX_METRICS_PER_QUERY = 100  # as many as a reading may hold
+MAX_BUCKETS = 10_000
+DEFAULT_RANGE = timedelta(hours=24)
+
+
+class UtcTimeParameter(serializers.Field):
+    default_error_messages = {
+        "invalid": "Must be an RFC 3339 UTC time ending in Z or +00:00 (%2B00:00 in a URL), "
+        "with at most 6 fractional digits.",
+        "date": "Not a valid date and time.",
+    }
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str) or not UTC_TIME.fullmatch(data):
+            self.fail("invalid")
+        try:
+            return datetime.fromisoformat(data)
+        except ValueError:  # the shape is right but the date is not: 2026-02-30, 24:00:00
+            self.fail("date")
+
+
+class MetricNamesParameter(serializers.Field):
+    """``a,b``: metric keys, not paths (``a.b`` is one key). Names no reading could hold are refused."""
+
+    default_error_messages = {
+        "invalid": "Must be comma-separated metric names matching ^[A-Za-z_][A-Za-z0-9_.-]{{0,63}}$.",
+        "too_many": f"At most {MAX_METRICS_PER_QUERY} metrics.",
+    }
+
+    def to_internal_value(self, data):
+        names = list(dict.fromkeys(str(data).split(",")))
+        if not all(re.match(METRIC_NAME_REGEX, name) for name in names):
+            self.fail("invalid")
+        if len(names) > MAX_METRICS_PER_QUERY:
+            self.fail("too_many")
+        return names
+
+
+class IntervalParameter(serializers.Field):
+    """``30s``, ``15m``, ``6h``, ``7d``: a positive integer and a unit, as a timedelta."""
+
+    default_error_messages = {"invalid": "Must be a positive integer followed by s, m, h or d, such as 15m."}
+
+    def to_internal_value(self, data):
+        match = INTERVAL.fullmatch(str(data))
+        if not match:
+            self.fail("invalid")
+        return timedelta(**{INTERVAL_UNITS[match[2]]: int(match[1])})
+
+
+def _check_range(start, end):
+    if end <= start:
+        raise serializers.ValidationError({"end": ["Must be after start."]}, code="invalid")
+
+
+class TelemetryQuerySerializer(serializers.Serializer):
+    """Raw readings: ``[start, end)``, by default the 24 hours before ``end`` (default: now)."""
+
+    start = UtcTimeParameter(required=False)
+    end = UtcTimeParameter(required=False)
+    metrics = MetricNamesParameter(required=False)
+    order = serializers.ChoiceField(["asc", "desc"], default="desc")
+
+    def validate(self, attrs):
+        end = attrs.setdefault("end", self.context["now"])
+        start = attrs.setdefault("start", end - DEFAULT_RANGE)
+        _check_range(start, end)
+        return attrs
+
+
+class TelemetryAggregateQuerySerializer(serializers.Serializer):
+    start = UtcTimeParameter()
+    end = UtcTimeParameter()
+    interval = IntervalParameter()
+    metrics = MetricNamesParameter(required=False)
+
+    def validate(self, attrs):
+        _check_range(attrs["start"], attrs["end"])
+        try:
+            first, stop, count = aggregate_buckets(start=attrs["start"], end=attrs["end"], interval=attrs["interval"])
+        except OverflowError:  # the last bucket would end after year 9999
+            raise serializers.ValidationError({"end": ["Out of range for this interval."]}, code="invalid") from None
+        if count > MAX_BUCKETS:
+            raise serializers.ValidationError(
+                {"interval": [f"{count} buckets between start and end; at most {MAX_BUCKETS:,}: widen the interval."]},
+                code="too_many_buckets",
+            )
+        return {**attrs, "first": first, "stop": stop}
+
+
+class TelemetryReadingSerializer(serializers.Serializer):
+    timestamp = serializers.DateTimeField(source="time")
+    metrics = serializers.JSONField(help_text="Only the requested metrics when `metrics` is given.")
+    received_at = serializers.DateTimeField()
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        wanted = self.context.get("metrics")
+        if wanted:
+            data["metrics"] = {key: value for key, value in data["metrics"].items() if key in wanted}
+        return data
+
+
+class LatestMetricValueSerializer(serializers.Serializer):
+    value = serializers.JSONField()
+    timestamp = serializers.DateTimeField(help_text="Time of the reading that carried the value.")
+
+
+class TelemetryLatestSerializer(serializers.Serializer):
+    reading = TelemetryReadingSerializer(allow_null=True, help_text="The newest reading, or null.")
+    metrics = serializers.DictField(
+        child=LatestMetricValueSerializer(), help_text="Newest value of each metric seen in the last 24 hours."
+    )
+
+
+class AggregateBucketSerializer(serializers.Serializer):
+    bucket = serializers.DateTimeField(help_text="Start of the bucket (UTC multiple of the interval).")
+    metric = serializers.CharField()
+    count = serializers.IntegerField()
+    min = serializers.FloatField()
+    max = serializers.FloatField()
+    avg = serializers.FloatField()
+    sum = serializers.FloatField()
+
+
+class TelemetryAggregateSerializer(serializers.Serializer):
+    interval = serializers.CharField()
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    results = AggregateBucketSerializer(many=True)

@@ -1,7 +1,23 @@
+from django.urls import path
 from rest_framework.routers import SimpleRouter
+
+from telemetry.api import views
 
 app_name = "telemetry-api"
 
 router = SimpleRouter()
 
-urlpatterns = router.urls
+urlpatterns = [
+    path("devices/<uuid:device_id>/telemetry/", views.DeviceTelemetryApi.as_view(), name="device-telemetry"),
+    path(
+        "devices/<uuid:device_id>/telemetry/latest/",
+        views.DeviceTelemetryLatestApi.as_view(),
+        name="device-telemetry-latest",
+    ),
+    path(
+        "devices/<uuid:device_id>/telemetry/aggregate/",
+        views.DeviceTelemetryAggregateApi.as_view(),
+        name="device-telemetry-aggregate",
+    ),
+    *router.urls,
+]

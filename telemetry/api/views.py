@@ -1,1 +1,118 @@
 """API views of the telemetry app."""
+
+from datetime import datetime
+
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from iothub.api.exceptions import InvalidQueryParameters
+from iothub.api.pagination import positive_int_parameter
+from iothub.api.permissions import AnyRole
+from telemetry.api.serializers import (
+    TelemetryAggregateQuerySerializer,
+    TelemetryAggregateSerializer,
+    TelemetryLatestSerializer,
+    TelemetryQuerySerializer,
+    TelemetryReadingSerializer,
+)
+from telemetry.models import Device
+from telemetry.selectors import telemetry_aggregate, telemetry_latest, telemetry_readings
+
+
+def query_parameters(serializer_class, request, **context):
+    """The validated query parameters, or a 400 problem naming each bad one."""
+    serializer = serializer_class(data=request.query_params, context={"request": request, **context})
+    if not serializer.is_valid():
+        raise InvalidQueryParameters(serializer.errors)
+    return serializer.validated_data
+
+
+class TelemetryCursorPagination(CursorPagination):
+    """``?cursor=&page_size=`` → ``{next, previous, results}``, keyed on ``time`` (unique per device).
+
+    page_size defaults to 50 and is clamped to 500; a cursor that is not one of ours is a 400 naming it.
+    """
+
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+    def __init__(self, *, ascending):
+        self.ordering = "time" if ascending else "-time"
+
+    def get_page_size(self, request):
+        requested = positive_int_parameter(request, self.page_size_query_param)
+        return self.page_size if requested is None else min(requested, self.max_page_size)
+
+    def decode_cursor(self, request):
+        try:
+            cursor = super().decode_cursor(request)
+            if cursor is not None and cursor.position is not None:
+                datetime.fromisoformat(cursor.position)  # a forged position must not reach the query
+        except (exceptions.NotFound, ValueError):
+            raise InvalidQueryParameters({self.cursor_query_param: ["Invalid cursor."]}) from None
+        return cursor
+
+
+class DeviceTelemetryApi(APIView):
+    """Raw readings of a device in ``[start, end)`` (default: the last 24 hours), newest first unless
+    ``order=asc``. With ``metrics=a,b``, only readings holding one of them, narrowed to them."""
+
+    permission_classes = [AnyRole]
+
+    @extend_schema(parameters=[TelemetryQuerySerializer], responses=TelemetryReadingSerializer(many=True))
+    def get(self, request, device_id):
+        device = get_object_or_404(Device, pk=device_id)
+        params = query_parameters(TelemetryQuerySerializer, request, now=timezone.now())
+        readings = telemetry_readings(
+            device=device, start=params["start"], end=params["end"], metrics=params.get("metrics")
+        )
+        paginator = TelemetryCursorPagination(ascending=params["order"] == "asc")
+        page = paginator.paginate_queryset(readings, request, view=self)
+        serializer = TelemetryReadingSerializer(page, many=True, context={"metrics": params.get("metrics")})
+        return paginator.get_paginated_response(serializer.data)
+
+
+class DeviceTelemetryLatestApi(APIView):
+    """The newest reading of a device, and the newest value of each metric it sent in the last 24 hours."""
+
+    permission_classes = [AnyRole]
+
+    @extend_schema(responses=TelemetryLatestSerializer)
+    def get(self, request, device_id):
+        device = get_object_or_404(Device, pk=device_id)
+        reading, metrics = telemetry_latest(device=device, now=timezone.now())
+        latest = {
+            "reading": reading,
+            "metrics": {name: {"value": value, "timestamp": time} for name, (value, time) in metrics.items()},
+        }
+        return Response(TelemetryLatestSerializer(latest).data)
+
+
+class DeviceTelemetryAggregateApi(APIView):
+    """Per-metric ``count, min, max, avg, sum`` of a device's numeric metrics in buckets of ``interval``."""
+
+    permission_classes = [AnyRole]
+
+    @extend_schema(parameters=[TelemetryAggregateQuerySerializer], responses=TelemetryAggregateSerializer)
+    def get(self, request, device_id):
+        device = get_object_or_404(Device, pk=device_id)
+        params = query_parameters(TelemetryAggregateQuerySerializer, request)
+        results = telemetry_aggregate(
+            device=device,
+            first=params["first"],
+            stop=params["stop"],
+            interval=params["interval"],
+            metrics=params.get("metrics"),
+        )
+        answer = {
+            "interval": request.query_params["interval"],
+            "start": params["start"],
+            "end": params["end"],
+            "results": results,
+        }
+        return Response(TelemetryAggregateSerializer(answer).data)
