@@ -6,7 +6,11 @@ re-declared in sql/rules/0001_initial.sql with their ON DELETE action, so a DELE
 one from Django, without Django loading the rows.
 """
 
+import math
+import re
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Now
 
@@ -14,6 +18,9 @@ from rules.triggers import EventStatusTransition
 from telemetry.models import Device, DeviceType
 
 METRIC_NAME_REGEX = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"
+MESSAGE_PLACEHOLDERS = ("device_name", "metric", "value", "operator", "threshold")
+# A string threshold is compared with string metric values, which ingest limits to 256 characters.
+MAX_STRING_THRESHOLD = 256
 
 
 def _jsonb_type_in(field, *json_types):
@@ -132,12 +139,66 @@ class Rule(models.Model):
     def __str__(self):
         return self.name
 
+    @property
+    def target_label(self):
+        if self.device_id:
+            return f"device {self.device}"
+        if self.device_type_id:
+            return f"device type {self.device_type}"
+        return "every device"
+
+    def clean(self):
+        """The checks the database makes, with messages an admin understands (Admin and API both call this)."""
+        errors = {}
+        if self.device_id and self.device_type_id:
+            errors["device"] = (
+                "A rule targets one device or one device type, not both: clear one of them "
+                "(clear both to target every device)."
+            )
+        if self.metric and not re.fullmatch(METRIC_NAME_REGEX, self.metric):
+            errors["metric"] = (
+                "A metric is the top-level key of a reading's metrics: it starts with a letter or '_' and has at "
+                "most 64 letters, digits, '_', '.' or '-'."
+            )
+        threshold_error = threshold_problem(self.operator, self.threshold)
+        if threshold_error:
+            errors["threshold"] = threshold_error
+        unknown = sorted(set(re.findall(r"\{(\w*)\}", self.message_template or "")) - set(MESSAGE_PLACEHOLDERS))
+        if unknown:
+            errors["message_template"] = (
+                f"Unknown placeholder {', '.join('{' + name + '}' for name in unknown)}; "
+                f"use {', '.join('{' + name + '}' for name in MESSAGE_PLACEHOLDERS)}."
+            )
+        if errors:
+            raise ValidationError(errors)
+
+
+def threshold_problem(operator, threshold):
+    """Why ``threshold`` can't be used with ``operator``, or None (mirrors the rules_threshold_type CHECK)."""
+    is_number = isinstance(threshold, (int, float)) and not isinstance(threshold, bool)
+    if is_number and not math.isfinite(threshold):
+        return "The threshold must be a finite number."
+    if operator in ORDERING_OPERATORS:
+        if not is_number:
+            return f"The operator {operator} compares numbers: the threshold must be a number, like 30 or 21.5."
+    elif operator in EQUALITY_OPERATORS:
+        if not (is_number or isinstance(threshold, (bool, str))):
+            return (
+                f"The operator {operator} compares a number, a boolean or a string: the threshold must be one of "
+                'those, like 21, true or "open" (not a list, an object or null).'
+            )
+        if isinstance(threshold, str) and len(threshold) > MAX_STRING_THRESHOLD:
+            return f"A string threshold has at most {MAX_STRING_THRESHOLD} characters, like metric values."
+    return None
+
 
 class RuleChannel(models.Model):
     """A rule's notification channel. Both foreign keys cascade in SQL."""
 
-    rule = models.ForeignKey(Rule, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
-    channel = models.ForeignKey(NotificationChannel, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    rule = models.ForeignKey(Rule, on_delete=models.DO_NOTHING, db_constraint=False, related_name="rule_channels")
+    channel = models.ForeignKey(
+        NotificationChannel, on_delete=models.DO_NOTHING, db_constraint=False, related_name="rule_channels"
+    )
 
     class Meta:
         db_table = "rule_channels"

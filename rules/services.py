@@ -3,7 +3,7 @@
 from django.db import transaction
 from django.db.models.functions import Now
 
-from rules.models import NotificationStatus
+from rules.models import Event, EventStatus, NotificationStatus
 from rules.notifications import notify_pending
 
 
@@ -19,3 +19,45 @@ def notification_retry(*, notifications):
     if retried:
         transaction.on_commit(notify_pending)
     return retried
+
+
+class InvalidEventTransition(Exception):
+    """The event is not in a status the requested transition starts from (the API answers 409)."""
+
+    def __init__(self, event, action):
+        self.event = event
+        super().__init__(f"The event is {event.status}: it can't be {action}.")
+
+
+def event_acknowledge(*, event, user, note=""):
+    """open → acknowledged. A conditional UPDATE, so of two concurrent transitions exactly one wins."""
+    return _event_transition(
+        event=event,
+        action="acknowledged",
+        from_statuses=[EventStatus.OPEN],
+        status=EventStatus.ACKNOWLEDGED,
+        acknowledged_at=Now(),
+        acknowledged_by=user,
+        acknowledged_note=note,
+    )
+
+
+def event_resolve(*, event, user, note=""):
+    """open or acknowledged → resolved. A later breach then opens a new event."""
+    return _event_transition(
+        event=event,
+        action="resolved",
+        from_statuses=[EventStatus.OPEN, EventStatus.ACKNOWLEDGED],
+        status=EventStatus.RESOLVED,
+        resolved_at=Now(),
+        resolved_by=user,
+        resolved_note=note,
+    )
+
+
+def _event_transition(*, event, action, from_statuses, **changes):
+    updated = Event.objects.filter(pk=event.pk, status__in=from_statuses).update(**changes)
+    event.refresh_from_db()
+    if not updated:
+        raise InvalidEventTransition(event, action)
+    return event

@@ -4,9 +4,27 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from django.db import connection
+from django.db.models import OuterRef, Subquery
 from psycopg2 import sql
 
-from telemetry.models import Telemetry
+from telemetry.models import Device, Telemetry
+
+
+def last_seen_at_subquery():
+    """The time of the device's newest reading, read from the hypertable at query time.
+
+    Nothing on the device row is updated by ingest, so a reading never waits on a device row lock. The
+    ``ORDER BY time DESC LIMIT 1`` walks the (device_id, time) primary key of the newest chunk first and stops at
+    the first row: one short index scan per device, not a scan of its history.
+    """
+    newest = Telemetry.objects.filter(device_id=OuterRef("pk")).order_by("-time").values("time")[:1]
+    return Subquery(newest)
+
+
+def device_list():
+    """Devices with ``last_seen_at``, computed in the same query as the devices (no N+1)."""
+    return Device.objects.annotate(last_seen_at=last_seen_at_subquery())
+
 
 # Aggregate views by bucket width in seconds, coarsest first (sql/telemetry/0002_aggregates.*.sql).
 AGGREGATE_VIEWS = ((86400, "telemetry_1d"), (3600, "telemetry_1h"), (60, "telemetry_1m"))

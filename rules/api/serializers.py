@@ -1,10 +1,12 @@
 """API serializers of the rules app."""
 
+import copy
+
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
-from iothub.api.serializers import StrictModelSerializer
-from rules.models import Notification, NotificationChannel
+from iothub.api.serializers import StrictFieldsMixin, StrictModelSerializer
+from rules.models import Event, Notification, NotificationChannel, Rule
 from rules.notifications import clean_channel_target
 
 
@@ -43,3 +45,83 @@ class NotificationSerializer(serializers.ModelSerializer):
             "payload",
         ]
         read_only_fields = fields
+
+
+class RuleSerializer(StrictModelSerializer):
+    # Written through the RuleChannel table (DRF leaves a many-to-many with a through model read-only).
+    channels = serializers.PrimaryKeyRelatedField(
+        many=True, queryset=NotificationChannel.objects.all(), required=False, help_text="Notification channel ids."
+    )
+    threshold = serializers.JSONField(help_text="A number for gt/lt/gte/lte; a number, boolean or string for eq/neq.")
+
+    class Meta:
+        model = Rule
+        fields = [
+            "id",
+            "name",
+            "description",
+            "device_type",
+            "device",
+            "metric",
+            "operator",
+            "threshold",
+            "severity",
+            "message_template",
+            "enabled",
+            "dedupe",
+            "auto_resolve",
+            "channels",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["created_at", "updated_at"]
+
+    def validate(self, attrs):
+        # Rule.clean() checks the rule as a whole (a PATCH of one field is checked against the others).
+        candidate = copy.copy(self.instance) if self.instance else Rule()
+        for name, value in attrs.items():
+            if name != "channels":
+                setattr(candidate, name, value)
+        try:
+            candidate.clean()
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(error.message_dict) from error
+        return attrs
+
+
+class EventSerializer(serializers.ModelSerializer):
+    device_name = serializers.CharField(source="device.name", read_only=True)
+    acknowledged_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    resolved_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Event
+        fields = [
+            "id",
+            "rule",
+            "rule_name",
+            "device",
+            "device_name",
+            "severity",
+            "message",
+            "status",
+            "triggered_at",
+            "last_triggered_at",
+            "occurrence_count",
+            "trigger_values",
+            "last_values",
+            "acknowledged_at",
+            "acknowledged_by",
+            "acknowledged_note",
+            "resolved_at",
+            "resolved_by",
+            "resolved_note",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class EventTransitionSerializer(StrictFieldsMixin, serializers.Serializer):
+    """The body of acknowledge/ and resolve/: an optional note."""
+
+    note = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")

@@ -1,9 +1,22 @@
 """API views of the rules app."""
 
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
 from rest_framework import viewsets
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from iothub.api.permissions import ReadAnyWriteAdmin
-from rules.api.serializers import NotificationChannelSerializer, NotificationSerializer
+from iothub.api.exceptions import Conflict
+from iothub.api.permissions import ReadAnyWriteAdmin, ReadAnyWriteOperator
+from rules import selectors, services
+from rules.api.serializers import (
+    EventSerializer,
+    EventTransitionSerializer,
+    NotificationChannelSerializer,
+    NotificationSerializer,
+    RuleSerializer,
+)
+from rules.filtersets import EventFilterSet, RuleFilterSet
 from rules.models import Notification, NotificationChannel
 
 
@@ -24,3 +37,50 @@ class NotificationViewSet(viewsets.ReadOnlyModelViewSet):
     permission_classes = [ReadAnyWriteAdmin]
     filterset_fields = ["event", "status", "channel"]
     ordering_fields = ["created_at", "next_attempt_at", "sent_at", "attempts"]
+
+
+class RuleViewSet(viewsets.ModelViewSet):
+    """Rules the database evaluates on every telemetry insert. Admins write; every role reads."""
+
+    queryset = selectors.rule_list()
+    serializer_class = RuleSerializer
+    permission_classes = [ReadAnyWriteAdmin]
+    filterset_class = RuleFilterSet
+    search_fields = ["name", "description", "metric"]
+    ordering_fields = ["name", "severity", "metric", "created_at", "updated_at"]
+
+
+class EventViewSet(viewsets.ReadOnlyModelViewSet):
+    """Events raised by the rule trigger, newest first. Acknowledge and resolve through their own endpoints."""
+
+    queryset = selectors.event_list()
+    serializer_class = EventSerializer
+    permission_classes = [ReadAnyWriteOperator]
+    filterset_class = EventFilterSet
+    ordering_fields = ["triggered_at", "last_triggered_at", "occurrence_count", "severity"]
+
+
+class _EventTransitionApi(APIView):
+    """POST {"note": "…"} (optional) moves the event on; 409 problem when its status doesn't allow it."""
+
+    permission_classes = [ReadAnyWriteOperator]
+    transition = None
+
+    @extend_schema(request=EventTransitionSerializer, responses=EventSerializer)
+    def post(self, request, pk):
+        event = get_object_or_404(selectors.event_list(), pk=pk)
+        serializer = EventTransitionSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            event = self.transition(event=event, user=request.user, note=serializer.validated_data["note"])
+        except services.InvalidEventTransition as error:
+            raise Conflict(str(error), code="invalid_transition") from error
+        return Response(EventSerializer(event).data)
+
+
+class EventAcknowledgeApi(_EventTransitionApi):
+    transition = staticmethod(services.event_acknowledge)
+
+
+class EventResolveApi(_EventTransitionApi):
+    transition = staticmethod(services.event_resolve)

@@ -5,10 +5,62 @@ from datetime import datetime, timedelta
 
 from rest_framework import serializers
 
+from iothub.api.serializers import StrictFieldsMixin, StrictModelSerializer
+from telemetry.models import Device, DeviceType
 from telemetry.selectors import aggregate_buckets
 
 # The metric key rule of ingest (DESIGN.md); \Z, not $, so that a trailing newline is refused.
 METRIC_NAME_REGEX = r"\A[A-Za-z_][A-Za-z0-9_.-]{0,63}\Z"
+
+
+class DeclaredMetricSerializer(StrictFieldsMixin, serializers.Serializer):
+    name = serializers.RegexField(METRIC_NAME_REGEX, trim_whitespace=False)
+    unit = serializers.CharField(required=False, allow_blank=True, max_length=32)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=500)
+
+
+class DeviceTypeSerializer(StrictModelSerializer):
+    # What devices of this type send; documentation only, ingest accepts other metrics too.
+    metrics = DeclaredMetricSerializer(many=True, required=False)
+
+    class Meta:
+        model = DeviceType
+        fields = ["id", "name", "description", "metrics", "created_at", "updated_at"]
+
+    def validate_metrics(self, metrics):
+        seen = set()
+        errors = []
+        for metric in metrics:
+            duplicate = metric["name"] in seen
+            seen.add(metric["name"])
+            errors.append({"name": ["Another metric has this name."]} if duplicate else {})
+        if any(errors):
+            raise serializers.ValidationError(errors, code="unique")  # pointers /metrics/<index>/name
+        return [dict(metric) for metric in metrics]
+
+
+class DeviceSerializer(StrictModelSerializer):
+    last_seen_at = serializers.DateTimeField(read_only=True, help_text="Time of the newest reading, or null.")
+
+    class Meta:
+        model = Device
+        fields = [
+            "id",
+            "name",
+            "serial_number",
+            "location",
+            "status",
+            "device_type",
+            "metadata",
+            "created_at",
+            "updated_at",
+            "last_seen_at",
+        ]
+
+    def validate_metadata(self, metadata):
+        if not isinstance(metadata, dict):
+            raise serializers.ValidationError("Must be a JSON object.", code="not_an_object")
+        return metadata
 
 
 # Telemetry queries: query parameters in, readings and buckets out.

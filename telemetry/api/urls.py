@@ -6,6 +6,8 @@ from telemetry.api import views
 app_name = "telemetry-api"
 
 router = SimpleRouter()
+router.register("device-types", views.DeviceTypeViewSet)
+router.register("devices", views.DeviceViewSet, basename="device")
 
 urlpatterns = [
     path("devices/<uuid:device_id>/telemetry/", views.DeviceTelemetryApi.as_view(), name="device-telemetry"),

@@ -5,23 +5,60 @@ from datetime import datetime
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
-from rest_framework import exceptions
+from rest_framework import exceptions, filters, viewsets
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from iothub.api.exceptions import InvalidQueryParameters
+from iothub.api.filters import FilterBackend
 from iothub.api.pagination import positive_int_parameter
-from iothub.api.permissions import AnyRole
+from iothub.api.permissions import AnyRole, ReadAnyWriteAdmin, ReadAnyWriteOperator
 from telemetry.api.serializers import (
+    DeviceSerializer,
+    DeviceTypeSerializer,
     TelemetryAggregateQuerySerializer,
     TelemetryAggregateSerializer,
     TelemetryLatestSerializer,
     TelemetryQuerySerializer,
     TelemetryReadingSerializer,
 )
-from telemetry.models import Device
-from telemetry.selectors import telemetry_aggregate, telemetry_latest, telemetry_readings
+from telemetry.filtersets import DeviceFilterSet
+from telemetry.models import Device, DeviceType
+from telemetry.selectors import device_list, telemetry_aggregate, telemetry_latest, telemetry_readings
+
+# A path segment that is not a UUID is a 404 at routing, never a database error.
+UUID_PATH_REGEX = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+
+
+class DeviceTypeViewSet(viewsets.ModelViewSet):
+    """Device types: admins write, every role reads. A type still used by a device can't be deleted (409)."""
+
+    queryset = DeviceType.objects.all()
+    serializer_class = DeviceTypeSerializer
+    permission_classes = [ReadAnyWriteAdmin]
+    search_fields = ["name"]
+    ordering_fields = ["name", "created_at"]
+
+
+class DeviceViewSet(viewsets.ModelViewSet):
+    """Devices: admins and operators write, every role reads. Deleting a device deletes its telemetry."""
+
+    serializer_class = DeviceSerializer
+    permission_classes = [ReadAnyWriteOperator]
+    lookup_value_regex = UUID_PATH_REGEX
+    # Ordering is the filterset's (it refuses unknown fields), so DRF's OrderingFilter is left out.
+    filter_backends = [FilterBackend, filters.SearchFilter]
+    filterset_class = DeviceFilterSet
+    search_fields = ["name", "serial_number"]
+
+    def get_queryset(self):
+        return device_list()
+
+    def perform_create(self, serializer):
+        super().perform_create(serializer)
+        # A device that did not exist a moment ago has no readings.
+        serializer.instance.last_seen_at = None
 
 
 def query_parameters(serializer_class, request, **context):

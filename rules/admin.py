@@ -1,0 +1,164 @@
+"""Django Admin of the rules app: rules (validated like the API), events (read-only, acknowledge/resolve actions),
+notification channels (editable, target checked per kind) and notifications (read-only, a retry action)."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+
+from rules import services
+from rules.models import Event, EventStatus, Notification, NotificationChannel, Rule, RuleChannel
+from rules.notifications import clean_channel_target
+
+
+class RuleChannelInline(admin.TabularInline):
+    model = RuleChannel
+    extra = 1
+    verbose_name = "notification channel"
+    verbose_name_plural = "notification channels (a pending notification per enabled channel for each new event)"
+
+
+@admin.register(Rule)
+class RuleAdmin(admin.ModelAdmin):
+    # Rule.clean() gives the form the same messages as the API (threshold vs operator, targets, placeholders).
+    list_display = ["name", "target", "condition", "severity", "enabled", "dedupe", "auto_resolve", "updated_at"]
+    list_filter = ["enabled", "severity", "operator", "dedupe", "auto_resolve", "device_type"]
+    search_fields = ["name", "description", "metric"]
+    list_select_related = ["device", "device_type"]
+    autocomplete_fields = ["device"]
+    readonly_fields = ["created_at", "updated_at"]
+    inlines = [RuleChannelInline]
+    fieldsets = [
+        (None, {"fields": ["name", "description", "enabled"]}),
+        (
+            "Target (a device type, a single device, or neither for every device)",
+            {"fields": ["device_type", "device"]},
+        ),
+        (
+            "Condition",
+            {
+                "fields": ["metric", "operator", "threshold", "severity", "message_template"],
+                "description": (
+                    "The threshold is JSON: a number (30, 21.5) for gt/lt/gte/lte; a number, true/false or a "
+                    'quoted string ("open") for eq/neq. The message may use {device_name}, {metric}, {value}, '
+                    "{operator} and {threshold}."
+                ),
+            },
+        ),
+        ("Events", {"fields": ["dedupe", "auto_resolve"]}),
+        ("History", {"fields": ["created_at", "updated_at"]}),
+    ]
+
+    @admin.display(description="target")
+    def target(self, rule):
+        return rule.target_label
+
+    @admin.display(description="condition", ordering="metric")
+    def condition(self, rule):
+        return f"{rule.metric} {rule.get_operator_display()} {rule.threshold}"
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    """Events are written by the database; here they are read, acknowledged and resolved."""
+
+    list_display = [
+        "triggered_at",
+        "severity",
+        "status",
+        "rule_name",
+        "device",
+        "message",
+        "occurrence_count",
+        "last_triggered_at",
+    ]
+    list_filter = ["status", "severity", "triggered_at", "rule"]
+    search_fields = ["rule_name", "message", "device__name", "device__serial_number"]
+    list_select_related = ["device"]
+    date_hierarchy = "triggered_at"
+    actions = ["acknowledge", "resolve"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Acknowledge selected open events")
+    def acknowledge(self, request, queryset):
+        self._transition(request, queryset, services.event_acknowledge, "acknowledged")
+
+    @admin.action(description="Resolve selected events")
+    def resolve(self, request, queryset):
+        self._transition(request, queryset, services.event_resolve, "resolved")
+
+    def _transition(self, request, queryset, transition, done):
+        changed, refused = 0, []
+        for event in queryset:
+            try:
+                transition(event=event, user=request.user, note="")
+                changed += 1
+            except services.InvalidEventTransition:
+                refused.append(event)
+        if changed:
+            self.message_user(request, f"{changed} event(s) {done}.", messages.SUCCESS)
+        if refused:
+            statuses = ", ".join(sorted({event.status for event in refused}))
+            self.message_user(
+                request,
+                f"{len(refused)} event(s) not {done}: their status ({statuses}) doesn't allow it "
+                f"(open → {EventStatus.ACKNOWLEDGED} → {EventStatus.RESOLVED}).",
+                messages.WARNING,
+            )
+
+
+class NotificationChannelForm(forms.ModelForm):
+    class Meta:
+        model = NotificationChannel
+        fields = ["name", "kind", "target", "enabled"]
+        help_texts = {
+            "target": "email: one or more addresses separated by commas; webhook: the http(s) URL it posts to; "
+            "log: an optional label for the log line.",
+        }
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("kind"):
+            try:
+                cleaned["target"] = clean_channel_target(cleaned["kind"], cleaned.get("target", ""))
+            except ValidationError as error:
+                self.add_error("target", error)
+        return cleaned
+
+
+@admin.register(NotificationChannel)
+class NotificationChannelAdmin(admin.ModelAdmin):
+    form = NotificationChannelForm
+    list_display = ["name", "kind", "target", "enabled", "updated_at"]
+    list_filter = ["kind", "enabled"]
+    search_fields = ["name", "target"]
+
+
+@admin.register(Notification)
+class NotificationAdmin(admin.ModelAdmin):
+    """Read-only: the trigger writes notifications and the worker records their attempts."""
+
+    list_display = ["id", "event", "channel", "status", "attempts", "next_attempt_at", "sent_at", "created_at"]
+    list_filter = ["status", "channel__kind", "channel"]
+    list_select_related = ["event", "channel"]
+    search_fields = ["last_error", "event__rule_name", "event__message"]
+    date_hierarchy = "created_at"
+    actions = ["retry_now"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Retry the selected notifications now")
+    def retry_now(self, request, queryset):
+        retried = services.notification_retry(notifications=queryset)
+        self.message_user(request, f"{retried} notification(s) will be retried now; sent or sending ones were skipped.")

@@ -1,0 +1,32 @@
+"""Query-parameter filters of the rules API (django-filter); invalid values are 400 problems per parameter."""
+
+import django_filters
+
+from rules.models import Event, EventStatus, Operator, Rule, Severity
+from telemetry.models import Device, DeviceType
+
+
+class RuleFilterSet(django_filters.FilterSet):
+    severity = django_filters.MultipleChoiceFilter(choices=Severity.choices)
+    operator = django_filters.MultipleChoiceFilter(choices=Operator.choices)
+    device = django_filters.ModelChoiceFilter(queryset=Device.objects.all())
+    device_type = django_filters.ModelChoiceFilter(queryset=DeviceType.objects.all())
+
+    class Meta:
+        model = Rule
+        fields = ["enabled", "severity", "operator", "metric", "device", "device_type", "dedupe", "auto_resolve"]
+
+
+class EventFilterSet(django_filters.FilterSet):
+    # ?status=open&status=acknowledged
+    status = django_filters.MultipleChoiceFilter(choices=EventStatus.choices)
+    severity = django_filters.MultipleChoiceFilter(choices=Severity.choices)
+    device = django_filters.ModelChoiceFilter(queryset=Device.objects.all())
+    rule = django_filters.ModelChoiceFilter(queryset=Rule.objects.all())
+    # [start, end) on triggered_at, ISO 8601.
+    start = django_filters.IsoDateTimeFilter(field_name="triggered_at", lookup_expr="gte")
+    end = django_filters.IsoDateTimeFilter(field_name="triggered_at", lookup_expr="lt")
+
+    class Meta:
+        model = Event
+        fields = ["status", "severity", "device", "rule", "start", "end"]
