@@ -2,7 +2,16 @@
 
 import django_filters
 
-from rules.models import Event, EventStatus, Operator, Rule, Severity
+from rules.models import (
+    Event,
+    EventStatus,
+    Notification,
+    NotificationChannel,
+    NotificationStatus,
+    Operator,
+    Rule,
+    Severity,
+)
 from telemetry.models import Device, DeviceType
 
 
@@ -30,3 +39,14 @@ class EventFilterSet(django_filters.FilterSet):
     class Meta:
         model = Event
         fields = ["status", "severity", "device", "rule", "start", "end"]
+
+
+class NotificationFilterSet(django_filters.FilterSet):
+    # ?status=pending&status=failed
+    status = django_filters.MultipleChoiceFilter(choices=NotificationStatus.choices)
+    event = django_filters.ModelChoiceFilter(queryset=Event.objects.all())
+    channel = django_filters.ModelChoiceFilter(queryset=NotificationChannel.objects.all())
+
+    class Meta:
+        model = Notification
+        fields = ["event", "status", "channel"]

@@ -16,7 +16,7 @@ from rules.api.serializers import (
     NotificationSerializer,
     RuleSerializer,
 )
-from rules.filtersets import EventFilterSet, RuleFilterSet
+from rules.filtersets import EventFilterSet, NotificationFilterSet, RuleFilterSet
 from rules.models import Notification, NotificationChannel
 
 
@@ -35,7 +35,7 @@ class NotificationViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Notification.objects.all()
     serializer_class = NotificationSerializer
     permission_classes = [ReadAnyWriteAdmin]
-    filterset_fields = ["event", "status", "channel"]
+    filterset_class = NotificationFilterSet
     ordering_fields = ["created_at", "next_attempt_at", "sent_at", "attempts"]
 
 
