@@ -10,6 +10,7 @@ router.register("device-types", views.DeviceTypeViewSet)
 router.register("devices", views.DeviceViewSet, basename="device")
 
 urlpatterns = [
+    path("telemetry/ingest/", views.TelemetryIngestApi.as_view(), name="telemetry-ingest"),
     path("devices/<uuid:device_id>/telemetry/", views.DeviceTelemetryApi.as_view(), name="device-telemetry"),
     path(
         "devices/<uuid:device_id>/telemetry/latest/",

@@ -1,0 +1,219 @@
+"""The ingest rules (DESIGN.md, "Ingest rules"), checked in plain Python on the parsed body.
+
+This is the hot path: no serializer and no model instance per reading. Every problem of the body is collected,
+each with a JSON pointer into it (``/3/timestamp`` in a batch, ``/timestamp`` for a single reading), because a
+batch is all-or-nothing and its sender needs the whole list to fix it.
+"""
+
+import math
+import re
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
+
+from django.conf import settings
+from django.db import connection
+
+from iothub.api.problems import json_pointer
+from telemetry.models import INGESTING_STATUSES
+
+MAX_BATCH = 1000
+MAX_METRICS = 100
+MAX_STRING_LENGTH = 256
+# Objects inside metrics may nest this deep: {"a": {"b": {"c": {"d": 1}}}} is the deepest accepted.
+MAX_DEPTH = 3
+MAX_INTEGER = 2**53  # beyond it, JavaScript and double-based consumers silently lose precision
+MAX_FUTURE = timedelta(minutes=5)
+
+FIELDS = frozenset({"device_id", "timestamp", "metrics"})
+METRIC_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
+UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# RFC 3339 in UTC: datetime.fromisoformat alone would also take naive times, other offsets, week dates and
+# more than 6 fractional digits.
+UTC_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|\+00:00)")
+
+
+class Reading(NamedTuple):
+    """A valid reading; ``index`` is its position in a batch, None for a single reading."""
+
+    index: int | None
+    device_id: str  # lowercase canonical UUID
+    time: datetime
+    metrics: dict
+
+
+class ReadingsRefused(Exception):
+    """Readings the database refused (a device deleted since validation), as problems like validation's."""
+
+    def __init__(self, errors):
+        super().__init__(errors)
+        self.errors = errors
+
+
+def pointer(index, *parts):
+    return json_pointer(*parts) if index is None else json_pointer(index, *parts)
+
+
+def _error(errors, index, parts, detail, code):
+    errors.append((-1 if index is None else index, {"pointer": pointer(index, *parts), "detail": detail, "code": code}))
+
+
+def validate_readings(payload, *, now=None):
+    """``(readings, errors)`` for a parsed body: one reading object or an array of 1..1000 of them.
+
+    Looks the devices up with one query. ``errors`` is a list of ``{"pointer", "detail", "code"}`` in body
+    order; ``readings`` is meaningful only when there are none.
+    """
+    now = now or datetime.now(UTC)
+    errors = []
+    if isinstance(payload, dict):
+        items = [(None, payload)]
+    elif isinstance(payload, list):
+        if not 1 <= len(payload) <= MAX_BATCH:
+            detail = f"A batch holds 1 to {MAX_BATCH} readings; this one has {len(payload)}."
+            return [], [{"pointer": "", "detail": detail, "code": "batch_size"}]
+        items = enumerate(payload)
+    else:
+        detail = "Expected a reading object or an array of readings."
+        return [], [{"pointer": "", "detail": detail, "code": "invalid"}]
+
+    oldest = now - timedelta(days=settings.TELEMETRY_RETENTION_DAYS)
+    newest = now + MAX_FUTURE
+    readings = []
+    device_refs = []  # (index, device_id) of every well-formed device_id, checked against the database below
+    for index, item in items:
+        if not isinstance(item, dict):
+            _error(errors, index, (), "A reading must be an object.", "invalid")
+            continue
+        for name in sorted(item.keys() - FIELDS):
+            _error(errors, index, (name,), "Unknown field.", "unknown_field")
+        device_id = _check_device_id(item, index, errors)
+        if device_id is not None:
+            device_refs.append((index, device_id))
+        time = _check_timestamp(item, index, oldest, newest, errors)
+        metrics = _check_metrics(item, index, errors)
+        if device_id is not None and time is not None and metrics is not None:
+            readings.append(Reading(index, device_id, time, metrics))
+
+    _device_errors(device_refs, errors)
+    if errors:
+        return [], _in_body_order(errors)
+    return readings, []
+
+
+def device_problems(readings):
+    """The problems of readings whose device is gone or may no longer send telemetry, in body order."""
+    errors = []
+    _device_errors([(reading.index, reading.device_id) for reading in readings], errors)
+    return _in_body_order(errors)
+
+
+def _in_body_order(errors):
+    """The problems sorted by reading (stable: each reading's problems stay in the order found)."""
+    errors.sort(key=lambda entry: entry[0])
+    return [error for _, error in errors]
+
+
+def _device_errors(device_refs, errors):
+    """Adds a problem for each ``(index, device_id)`` naming no device or one that may not send telemetry."""
+    if not device_refs:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id::text, status FROM devices WHERE id = ANY(%s::uuid[])",
+            [list({device_id for _, device_id in device_refs})],
+        )
+        statuses = dict(cursor.fetchall())
+    for index, device_id in device_refs:
+        status = statuses.get(device_id)
+        if status is None:
+            _error(errors, index, ("device_id",), "No device has this id.", "unknown_device")
+        elif status not in INGESTING_STATUSES:
+            detail = f"The device is {status}; only active devices and devices in maintenance send telemetry."
+            _error(errors, index, ("device_id",), detail, "device_not_ingesting")
+
+
+def _check_device_id(item, index, errors):
+    device_id = item.get("device_id")
+    if "device_id" not in item:
+        _error(errors, index, ("device_id",), "This field is required.", "required")
+    elif not isinstance(device_id, str) or not UUID.fullmatch(device_id):
+        _error(errors, index, ("device_id",), "Must be a UUID (8-4-4-4-12 hex digits).", "invalid")
+    else:
+        return device_id.lower()
+    return None
+
+
+def _check_timestamp(item, index, oldest, newest, errors):
+    timestamp = item.get("timestamp")
+    if "timestamp" not in item:
+        _error(errors, index, ("timestamp",), "This field is required.", "required")
+        return None
+    if not isinstance(timestamp, str) or not UTC_TIMESTAMP.fullmatch(timestamp):
+        detail = "Must be an RFC 3339 UTC time ending in Z or +00:00, with at most 6 fractional digits."
+        _error(errors, index, ("timestamp",), detail, "invalid")
+        return None
+    try:
+        time = datetime.fromisoformat(timestamp)
+    except ValueError:  # the shape is right but the date is not: 2026-02-30, 24:00:00, a leap second
+        _error(errors, index, ("timestamp",), "Not a valid date and time.", "invalid")
+        return None
+    if time > newest:
+        _error(errors, index, ("timestamp",), "More than 5 minutes in the future.", "future")
+        return None
+    if time < oldest:
+        detail = f"Older than the retention window ({settings.TELEMETRY_RETENTION_DAYS} days)."
+        _error(errors, index, ("timestamp",), detail, "too_old")
+        return None
+    return time
+
+
+def _check_metrics(item, index, errors):
+    """The reading's ``metrics`` when it is a valid, non-empty metrics object, else None."""
+    if "metrics" not in item:
+        _error(errors, index, ("metrics",), "This field is required.", "required")
+        return None
+    metrics = item["metrics"]
+    if not isinstance(metrics, dict):
+        _error(errors, index, ("metrics",), "Must be an object of metric names to values.", "invalid")
+        return None
+    if not metrics:
+        _error(errors, index, ("metrics",), "Must hold at least one metric.", "empty")
+        return None
+    count = len(errors)
+    _check_object(metrics, index, ("metrics",), 0, errors)
+    return metrics if len(errors) == count else None
+
+
+def _check_object(obj, index, parts, depth, errors):
+    """The rules every metrics object follows, nested ones included."""
+    if len(obj) > MAX_METRICS:
+        _error(errors, index, parts, f"At most {MAX_METRICS} keys; this object has {len(obj)}.", "too_many_keys")
+    for key, value in obj.items():
+        path = (*parts, key)
+        if not METRIC_NAME.fullmatch(key):
+            detail = "Invalid name: a letter or _ then up to 63 letters, digits, _, . or -."
+            _error(errors, index, path, detail, "invalid_name")
+        value_type = type(value)
+        if value_type is str:
+            if len(value) > MAX_STRING_LENGTH:
+                _error(errors, index, path, f"Strings hold at most {MAX_STRING_LENGTH} characters.", "max_length")
+            elif "\x00" in value:  # PostgreSQL's jsonb can't store it
+                _error(errors, index, path, "Strings may not contain U+0000.", "invalid")
+        elif value_type is bool:
+            pass
+        elif value_type is int:
+            if not -MAX_INTEGER <= value <= MAX_INTEGER:
+                _error(errors, index, path, "Integers must lie within ±2^53.", "out_of_range")
+        elif value_type is float:
+            if not math.isfinite(value):
+                _error(errors, index, path, "Numbers must be finite.", "invalid")
+        elif value_type is dict:
+            if depth == MAX_DEPTH:
+                _error(errors, index, path, f"Objects nest at most {MAX_DEPTH} deep inside metrics.", "max_depth")
+            else:
+                _check_object(value, index, path, depth + 1, errors)
+        elif value is None:
+            _error(errors, index, path, "null is not a metric value.", "null")
+        else:
+            detail = "Values are numbers, booleans, strings or objects; arrays are not accepted."
+            _error(errors, index, path, detail, "invalid")
