@@ -44,30 +44,37 @@ def telemetry_readings(*, device, start, end, metrics=None):
     return readings
 
 
-LATEST_METRICS_SQL = """
+# Keys the newest reading lacks, with their newest value: only readings holding such a key are unpacked, so
+# a device sending the same keys every second costs one pass over a day of its primary key (≈80 ms for
+# 86,400 readings) instead of unpacking every reading (≈440 ms).
+OLDER_METRICS_SQL = """
     SELECT m.key, last(m.value, t.time), max(t.time)
     FROM telemetry t
-    CROSS JOIN LATERAL jsonb_each(t.metrics) AS m
-    WHERE t.device_id = %(device)s AND t.time >= %(since)s
+    CROSS JOIN LATERAL jsonb_each(t.metrics - %(known)s::text[]) AS m
+    WHERE t.device_id = %(device)s AND t.time >= %(since)s AND t.time < %(before)s
+      AND t.metrics - %(known)s::text[] <> '{}'::jsonb
     GROUP BY m.key
-    ORDER BY m.key COLLATE "C"
 """
 
 
 def telemetry_latest(*, device, now):
-    """The newest reading (or None), and ``{metric: (value, time)}`` of the newest value of every metric seen
-    in the 24 hours before ``now``.
+    """The newest reading (or None), and ``{metric: (value, time)}``: the newest value of every metric seen in
+    the 24 hours before ``now``.
 
-    Two indexed queries: the newest reading walks the primary key backwards and stops at the first row; the
-    metrics read one day of the device's readings through the primary key (one or two chunks), in one pass
-    with TimescaleDB's ``last()``.
+    The newest reading walks the (device_id, time) primary key backwards and stops at the first row; it gives
+    the newest value of its own keys. One more query over the day's readings finds the keys it lacks.
     """
     reading = Telemetry.objects.filter(device=device).order_by("-time").first()
+    since = now - LATEST_METRICS_WINDOW
+    if reading is None or reading.time < since:
+        return reading, {}
+    metrics = {key: (value, reading.time) for key, value in reading.metrics.items()}
     with connection.cursor() as cursor:
-        cursor.execute(LATEST_METRICS_SQL, {"device": device.pk, "since": now - LATEST_METRICS_WINDOW})
+        params = {"device": device.pk, "since": since, "before": reading.time, "known": list(reading.metrics)}
+        cursor.execute(OLDER_METRICS_SQL, params)
         # Django reads jsonb as text with psycopg2 (JSONField decodes it): decode here.
-        metrics = {key: (json.loads(value), time) for key, value, time in cursor.fetchall()}
-    return reading, metrics
+        metrics.update((key, (json.loads(value), time)) for key, value, time in cursor.fetchall())
+    return reading, dict(sorted(metrics.items()))
 
 
 def aggregate_buckets(*, start, end, interval):
