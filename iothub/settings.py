@@ -157,7 +157,7 @@ REST_FRAMEWORK = {
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "iothub.api.exceptions.problem_exception_handler",
+    "EXCEPTION_HANDLER": "iothub.api.exception_handler.problem_exception_handler",
     "DEFAULT_THROTTLE_RATES": {
         # Password guessing on the token endpoint, per client address.
         "auth": env.str("AUTH_THROTTLE_RATE", default="20/min"),

@@ -6,6 +6,7 @@ from django.db.models import Count
 from django.utils.html import format_html, format_html_join
 from rest_framework.settings import api_settings
 
+from telemetry.api.serializers import DeviceTypeSerializer
 from telemetry.models import Device, DeviceType, Telemetry
 from telemetry.selectors import device_list
 
@@ -34,10 +35,6 @@ class DeviceTypeForm(forms.ModelForm):
 
     def clean_metrics(self):
         # The same rules as the API, so that a type edited here reads back the same way there.
-        # Imported here, not at startup: loading DRF's serializers during admin autodiscovery made manage.py's
-        # checks trip over the circular import between iothub.api.exceptions and iothub.api.parsers.
-        from telemetry.api.serializers import DeviceTypeSerializer
-
         metrics = self.cleaned_data["metrics"]
         serializer = DeviceTypeSerializer(data={"metrics": metrics}, partial=True)
         if not serializer.is_valid():
