@@ -83,3 +83,10 @@ def test_device_columns_are_checked_by_the_database(assignment):
     device = DeviceFactory()
     with pytest.raises(IntegrityError), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"UPDATE devices SET {assignment} WHERE id = %s", [device.id])
+
+
+def test_the_primary_key_is_the_only_index_of_telemetry():
+    # Every index costs every insert; (device_id, time) serves every query we make.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'public' AND tablename = 'telemetry'")
+        assert [name for (name,) in cursor.fetchall()] == ["telemetry_pkey"]
