@@ -98,3 +98,15 @@ def test_forward_transitions_are_allowed():
         cursor.execute("UPDATE events SET status = 'resolved', resolved_at = now() WHERE id = %s", [event.pk])
         cursor.execute("SELECT status FROM events WHERE id = %s", [event.pk])
         assert cursor.fetchone() == ("resolved",)
+
+
+def test_an_out_of_order_transition_from_sql_is_a_409_problem_in_the_api():
+    from iothub.api.exception_handler import problem_exception_handler
+
+    event = _event(status="resolved", resolved_at=datetime.now(UTC))
+    with pytest.raises(DatabaseError) as raised, transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("UPDATE events SET status = 'open', resolved_at = NULL WHERE id = %s", [event.pk])
+    response = problem_exception_handler(raised.value, {})
+    assert response.status_code == 409
+    assert response.data["code"] == "invalid_transition"
+    assert "cannot go from resolved to open" in response.data["detail"]
