@@ -201,6 +201,8 @@ NOTIFICATION_MAX_ATTEMPTS = env.int("NOTIFICATION_MAX_ATTEMPTS", default=5)
 NOTIFICATION_WEBHOOKS_ENABLED = env.bool("NOTIFICATION_WEBHOOKS_ENABLED", default=False)
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="iothub@localhost")
+# Seconds an SMTP conversation may take before the delivery counts as failed.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=5)
 
 # The worker's fallback poll when no NOTIFY arrives (seconds).
 WORKER_POLL_INTERVAL = env.float("WORKER_POLL_INTERVAL", default=30)

@@ -329,6 +329,9 @@ class Notification(models.Model):
     payload = models.JSONField(default=dict)
     attempts = models.IntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
+    # A webhook's request {"method", "url", "body", "sent"}: what was POSTed, or, with webhooks disabled, what
+    # would have been (sent: false), so the outbox can be inspected without calling anything.
+    request = models.JSONField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(db_default=Now())
     # When the worker claimed the row (status sending): a claim older than a timeout is a crashed worker's.
     claimed_at = models.DateTimeField(null=True, blank=True)

@@ -45,9 +45,8 @@ BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_CAP = timedelta(hours=1)
 # A row `sending` for longer than this was claimed by a worker that died: far above one delivery's worst case.
 STALLED_AFTER = timedelta(minutes=5)
-# Seconds one webhook request or SMTP conversation may take (EMAIL_TIMEOUT, when set, wins for email): a hung
-# receiver must not hold the worker.
-DELIVERY_TIMEOUT = 5.0
+# Seconds one webhook request may take (email has settings.EMAIL_TIMEOUT): a hung receiver must not hold the worker.
+WEBHOOK_TIMEOUT = 5.0
 WEBHOOK_HEADERS = {"Content-Type": "application/json", "User-Agent": "iothub-notifications/1"}
 
 
@@ -144,7 +143,7 @@ def deliver_notification(notification):
         logger.info("Notification %s not delivered: channel %s is disabled", notification.pk, channel.name)
         return
     try:
-        note = DELIVERERS[channel.kind](notification)
+        request = DELIVERERS[channel.kind](notification)
     except Exception as error:
         _record_failure(notification, _describe_error(error))
     else:
@@ -152,7 +151,8 @@ def deliver_notification(notification):
             status=NotificationStatus.SENT,
             attempts=notification.attempts + 1,
             sent_at=Now(),
-            last_error=note,
+            last_error="",
+            request=request,
             claimed_at=None,
             updated_at=Now(),
         )
@@ -247,7 +247,7 @@ def deliver_to_log(notification):
         content["device_name"],
         content["device_id"],
     )
-    return ""
+    return None
 
 
 def email_recipients(target):
@@ -299,10 +299,10 @@ def deliver_by_email(notification):
             f"Event: {content['event_id']}",
         ]
     )
-    mail_connection = get_connection(timeout=settings.EMAIL_TIMEOUT or DELIVERY_TIMEOUT)
+    mail_connection = get_connection(timeout=settings.EMAIL_TIMEOUT)
     recipients = email_recipients(notification.channel.target)
     send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients, connection=mail_connection)
-    return ""
+    return None
 
 
 def webhook_request(notification):
@@ -313,14 +313,16 @@ def webhook_request(notification):
 
 
 def deliver_by_webhook(notification):
+    """POSTs the event, or only records the request while NOTIFICATION_WEBHOOKS_ENABLED is off; returns the
+    request for ``Notification.request``."""
     url, headers, data = webhook_request(notification)
+    recorded = {"method": "POST", "url": url, "body": json.loads(data), "sent": settings.NOTIFICATION_WEBHOOKS_ENABLED}
     if not settings.NOTIFICATION_WEBHOOKS_ENABLED:
-        # The model has no field for the request: the note on the sent row records all of it.
         logger.info("Webhook not sent (NOTIFICATION_WEBHOOKS_ENABLED is off): POST %s %s", url, data.decode())
-        return f"Recorded, not sent (NOTIFICATION_WEBHOOKS_ENABLED is off): POST {url}\n{data.decode()}"
+        return recorded
     request = urllib.request.Request(url, data=data, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=DELIVERY_TIMEOUT) as response:
+        with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT) as response:
             status = response.status
     except urllib.error.HTTPError as error:
         raise DeliveryError(f"POST {url}: HTTP {error.code} {error.reason}") from error
@@ -328,7 +330,7 @@ def deliver_by_webhook(notification):
         raise DeliveryError(f"POST {url}: {getattr(error, 'reason', error)}") from error
     if not 200 <= status < 300:
         raise DeliveryError(f"POST {url}: HTTP {status}")
-    return ""
+    return recorded
 
 
 DELIVERERS = {

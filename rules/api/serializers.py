@@ -37,6 +37,7 @@ class NotificationSerializer(serializers.ModelSerializer):
             "status",
             "attempts",
             "last_error",
+            "request",
             "next_attempt_at",
             "claimed_at",
             "sent_at",

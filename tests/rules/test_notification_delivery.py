@@ -144,9 +144,10 @@ def test_webhook_is_recorded_but_not_sent_by_default(settings, receiver):
     assert receiver.requests == []
     notification.refresh_from_db()
     assert notification.status == NotificationStatus.SENT
-    first_line, body = notification.last_error.split("\n", 1)
-    assert first_line == f"Recorded, not sent (NOTIFICATION_WEBHOOKS_ENABLED is off): POST {receiver.url}"
-    assert json.loads(body)["event"]["event_id"] == notification.event_id
+    assert notification.last_error == ""
+    assert notification.request["sent"] is False
+    assert (notification.request["method"], notification.request["url"]) == ("POST", receiver.url)
+    assert notification.request["body"]["event"]["event_id"] == notification.event_id
 
 
 @pytest.mark.django_db
@@ -176,6 +177,8 @@ def test_webhook_posts_the_event_as_json_when_enabled(settings, receiver):
     notification.refresh_from_db()
     assert notification.status == NotificationStatus.SENT
     assert notification.last_error == ""
+    assert notification.request["sent"] is True
+    assert notification.request["body"] == request["body"]
 
 
 @pytest.mark.django_db
@@ -236,7 +239,7 @@ def test_an_error_status_from_the_receiver_is_a_failure(settings, receiver):
 @pytest.mark.django_db
 def test_a_receiver_that_hangs_is_given_up_after_the_timeout(settings, receiver, monkeypatch):
     settings.NOTIFICATION_WEBHOOKS_ENABLED = True
-    monkeypatch.setattr(notifications, "DELIVERY_TIMEOUT", 0.3)
+    monkeypatch.setattr(notifications, "WEBHOOK_TIMEOUT", 0.3)
     receiver.delay = 1.5
     channel = NotificationChannelFactory(kind="webhook", target=receiver.url)
     [notification] = queue_notifications(channel)
