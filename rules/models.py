@@ -15,9 +15,8 @@ from django.db import models
 from django.db.models.functions import Now
 
 from rules.triggers import EventStatusTransition
-from telemetry.models import Device, DeviceType
+from telemetry.models import METRIC_NAME_REGEX, Device, DeviceType
 
-METRIC_NAME_REGEX = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"
 MESSAGE_PLACEHOLDERS = ("device_name", "metric", "value", "operator", "threshold")
 # A string threshold is compared with string metric values, which ingest limits to 256 characters.
 MAX_STRING_THRESHOLD = 256

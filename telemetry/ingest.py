@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import connection
 
 from iothub.api.problems import json_pointer
-from telemetry.models import INGESTING_STATUSES
+from telemetry.models import INGESTING_STATUSES, METRIC_NAME_REGEX
 
 MAX_BATCH = 1000
 MAX_METRICS = 100
@@ -25,7 +25,7 @@ MAX_INTEGER = 2**53  # beyond it, JavaScript and double-based consumers silently
 MAX_FUTURE = timedelta(minutes=5)
 
 FIELDS = frozenset({"device_id", "timestamp", "metrics"})
-METRIC_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
+METRIC_NAME = re.compile(METRIC_NAME_REGEX)
 UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 # RFC 3339 in UTC: datetime.fromisoformat alone would also take naive times, other offsets, week dates and
 # more than 6 fractional digits.

@@ -3,6 +3,10 @@ from django.db.models.functions import Now
 
 from rules.triggers import EvaluateRules
 
+# A metric's name: a top-level key of a reading, a declared metric, a rule's metric. \A and \Z mean the same in
+# Python and in PostgreSQL regular expressions; "$" would let a trailing newline through in Python.
+METRIC_NAME_REGEX = r"\A[A-Za-z_][A-Za-z0-9_.-]{0,63}\Z"
+
 
 def _jsonb_type_is(field, json_type):
     """A CHECK condition: ``jsonb_typeof(field) = json_type``."""

@@ -6,11 +6,10 @@ from datetime import UTC, datetime, timedelta
 from rest_framework import serializers
 
 from iothub.api.serializers import StrictFieldsMixin, StrictModelSerializer
-from telemetry.models import Device, DeviceType
+from telemetry.models import METRIC_NAME_REGEX, Device, DeviceType
 from telemetry.selectors import aggregate_buckets
 
 # The metric key rule of ingest (DESIGN.md); \Z, not $, so that a trailing newline is refused.
-METRIC_NAME_REGEX = r"\A[A-Za-z_][A-Za-z0-9_.-]{0,63}\Z"
 
 
 class DeclaredMetricSerializer(StrictFieldsMixin, serializers.Serializer):

@@ -42,9 +42,10 @@ def test_enums_are_checked(field):
         make_rule(**{field: "bogus"})
 
 
-def test_metric_name_is_checked():
+@pytest.mark.parametrize("metric", ["1 bad name", "temperature\n"])
+def test_metric_name_is_checked(metric):
     with pytest.raises(IntegrityError, match="rules_metric_name"), transaction.atomic():
-        make_rule(metric="1 bad name")
+        make_rule(metric=metric)
 
 
 def test_deleting_a_device_deletes_its_rules_in_the_database():
