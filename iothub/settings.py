@@ -197,6 +197,9 @@ TELEMETRY_AGGREGATE_RETENTION_DAYS = env.int("TELEMETRY_AGGREGATE_RETENTION_DAYS
 
 # Notification delivery; see docs/rules.md.
 NOTIFICATION_MAX_ATTEMPTS = env.int("NOTIFICATION_MAX_ATTEMPTS", default=5)
+# Seconds a notification may stay `sending` before the worker that claimed it counts as dead and the row is tried
+# again: far above one delivery's worst case (EMAIL_TIMEOUT, the webhook's 5 s timeout).
+NOTIFICATION_STALLED_AFTER = env.int("NOTIFICATION_STALLED_AFTER", default=300)
 # Webhook notifications are recorded but only sent when this is on.
 NOTIFICATION_WEBHOOKS_ENABLED = env.bool("NOTIFICATION_WEBHOOKS_ENABLED", default=False)
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")

@@ -9,7 +9,8 @@ Notification rows are an outbox the rule trigger fills in the telemetry insert's
                           └──failed NOTIFICATION_MAX_ATTEMPTS times, or channel disabled──▶ failed
 
 Delivery is at least once: a worker killed between delivering and recording leaves the row ``sending``;
-``recover_stalled_notifications`` puts it back in line after ``STALLED_AFTER``, so the receiver may see it twice.
+``recover_stalled_notifications`` puts it back in line after ``NOTIFICATION_STALLED_AFTER`` seconds, so the
+receiver may see it twice.
 Every time is the database's ``now()``, so workers on several hosts agree on what is due.
 """
 
@@ -43,8 +44,6 @@ TIME_BUDGET = 2.0
 # The wait after the n-th failed attempt: 30 s * 2^(n-1), at most an hour (30 s, 1 min, 2 min, 4 min, …).
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_CAP = timedelta(hours=1)
-# A row `sending` for longer than this was claimed by a worker that died: far above one delivery's worst case.
-STALLED_AFTER = timedelta(minutes=5)
 # Seconds one webhook request may take (email has settings.EMAIL_TIMEOUT): a hung receiver must not hold the worker.
 WEBHOOK_TIMEOUT = 5.0
 WEBHOOK_HEADERS = {"Content-Type": "application/json", "User-Agent": "iothub-notifications/1"}
@@ -188,9 +187,12 @@ def _describe_error(error):
     return f"{type(error).__name__}: {error}"[:1000]
 
 
-def recover_stalled_notifications(*, stalled_after=STALLED_AFTER):
-    """Rows a dead worker left ``sending`` go back to ``pending`` (due at once), counting the interrupted attempt,
-    or to ``failed`` if that was the last one allowed. Returns how many rows were recovered."""
+def recover_stalled_notifications(*, stalled_after=None):
+    """Rows a dead worker left ``sending`` for longer than ``stalled_after`` (default: the setting
+    ``NOTIFICATION_STALLED_AFTER``, in seconds) go back to ``pending`` (due at once), counting the interrupted
+    attempt, or to ``failed`` if that was the last one allowed. Returns how many rows were recovered."""
+    if stalled_after is None:
+        stalled_after = timedelta(seconds=settings.NOTIFICATION_STALLED_AFTER)
     stalled = Q(status=NotificationStatus.SENDING) & (
         Q(claimed_at__isnull=True) | Q(claimed_at__lt=Now() - stalled_after)
     )

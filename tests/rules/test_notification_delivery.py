@@ -316,6 +316,20 @@ def test_a_crashed_workers_claims_are_recovered_counting_the_attempt(settings):
     assert crashed.attempts == 2
 
 
+@pytest.mark.django_db
+def test_the_stalled_threshold_is_the_setting(settings):
+    settings.NOTIFICATION_STALLED_AFTER = 30
+    channel = NotificationChannelFactory(kind="log")
+    older, younger = queue_notifications(channel, count=2)
+    assert len(claim_due_notifications()) == 2
+    Notification.objects.filter(pk=older.pk).update(claimed_at=Now() - timedelta(seconds=31))
+    Notification.objects.filter(pk=younger.pk).update(claimed_at=Now() - timedelta(seconds=29))
+
+    assert recover_stalled_notifications() == 1
+    assert Notification.objects.get(pk=older.pk).status == NotificationStatus.PENDING
+    assert Notification.objects.get(pk=younger.pk).status == NotificationStatus.SENDING
+
+
 def _listen(channel):
     """A separate connection LISTENing on ``channel``."""
     listener = connection.get_new_connection(connection.get_connection_params())
