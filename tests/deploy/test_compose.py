@@ -341,3 +341,29 @@ def test_services_refuse_to_start_without_secrets(tmp_path, command):
     result = _run_entrypoint(tmp_path, command)
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY is not set" in result.stderr
+
+
+def _compose_defaults(service):
+    """The service's environment as compose passes it when nothing is set: each ${NAME:-default} is its default."""
+    environment = {}
+    for name, value in _environment(service).items():
+        match = re.fullmatch(r"\$\{[A-Z0-9_]+:?-(.*)\}", str(value))
+        environment[name] = match.group(1) if match else str(value)
+    return environment
+
+
+@pytest.mark.parametrize("service", ["web", "worker"])
+def test_the_containers_run_with_debug_off(tmp_path, service):
+    """The settings the services load: compose's environment, completed by the entrypoint with the secrets init
+    generated, gives DEBUG off and the HTTPS protections on."""
+    _init(tmp_path)
+    assert "DJANGO_DEBUG" not in DOCKERFILE, "the image must not switch DEBUG on"
+    result = _run_entrypoint(tmp_path, sys.executable, "-c", SNAPSHOT, **_compose_defaults(service))
+    assert result.returncode == 0, result.stderr
+    settings = json.loads(result.stdout)
+    assert settings["DEBUG"] is False
+    assert settings["SECURE_SSL_REDIRECT"] is True
+    assert settings["SECURE_HSTS_SECONDS"] == 31_536_000
+    assert settings["SESSION_COOKIE_SECURE"] is True
+    assert settings["CSRF_COOKIE_SECURE"] is True
+    assert settings["SECRET_KEY"] == (tmp_path / "secrets" / "django_secret_key").read_text()
