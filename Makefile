@@ -1,10 +1,14 @@
 # Everything runs without Docker on Debian/Ubuntu (root or sudo); see README.md.
-.PHONY: test run stop psql lint format
+.PHONY: test run stop psql lint format bench bench-smoke bench-soak
 
 # Pytest arguments: make test ARGS="tests/iothub -k health"
 ARGS ?=
 # One statement for make psql: make psql SQL="SELECT 1"
 export SQL
+# How long make bench-soak holds 10x nominal load: 90, 90s, 15m, 2h
+DURATION ?= 10m
+# Query dataset size for make bench: x 100 devices (see docs/performance.md)
+SCALE ?= 0.25
 
 test:
 	@bash scripts/dev/test.sh $(ARGS)
@@ -17,6 +21,16 @@ stop:
 
 psql:
 	@bash scripts/dev/psql.sh
+
+# Benchmarks (docs/performance.md): each starts and stops its own cluster, gunicorn and nginx.
+bench:
+	@bash bench/run.sh full --scale $(SCALE)
+
+bench-smoke:
+	@bash bench/run.sh smoke
+
+bench-soak:
+	@bash bench/run.sh soak --duration $(DURATION)
 
 lint:
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check .

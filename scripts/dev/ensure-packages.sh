@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what `make test` and `make run` need from Debian: PostgreSQL 15 server + headers, curl, openssl, nginx
-# (the proxy's end-to-end test), and TimescaleDB 2.19.x built from Debian 13's source package (Debian 12 does
-# not package it). Idempotent and quick when everything is present.
+# (the proxy's end-to-end test), wrk (the benchmarks' load generator), and TimescaleDB 2.19.x built from Debian 13's
+# source package (Debian 12 does not package it). Idempotent and quick when everything is present.
 # The trixie deb-src entry lives in a private, temporary apt configuration: the system's sources stay untouched.
 set -euo pipefail
 
@@ -48,7 +48,7 @@ debian_mirror() {
 # PostgreSQL first: installing the headers may upgrade the server's minor version, and the build must follow it.
 # shellcheck disable=SC2046
 pkgs=$(missing_packages postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-client-$PG_MAJOR \
-    curl openssl nginx-light)
+    curl openssl nginx-light wrk)
 if [ -n "$pkgs" ]; then
     log "installing $pkgs"
     # shellcheck disable=SC2086

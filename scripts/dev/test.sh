@@ -41,3 +41,9 @@ log "migrations are complete"
 "$VENV/bin/python" manage.py makemigrations --check --dry-run
 log "pytest"
 "$VENV/bin/python" -m pytest "$@"
+# The benchmark harness at a tiny scale, so it never rots (its own cluster, gunicorn and nginx; < 60 s). Only for
+# the whole suite: `make test ARGS=…` runs just the tests asked for.
+if [ $# -eq 0 ]; then
+    log "benchmark smoke run (make bench-smoke)"
+    "$VENV/bin/python" -m bench smoke >/dev/null
+fi

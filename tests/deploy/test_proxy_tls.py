@@ -4,23 +4,19 @@ front of gunicorn serving the app on the test database, spoken to over real TLS.
 import http.client
 import json
 import os
-import re
-import shutil
 import socket
 import ssl
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 from django.db import connection
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = ROOT / "docker" / "nginx" / "templates" / "iothub.conf.template"
-NGINX = shutil.which("nginx", path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"]))
+from bench.nginx import NGINX, ROOT, write_config
+
 INGEST = "/api/v1/telemetry/ingest/"
 PROBLEM_MEMBERS = {"type", "title", "status", "detail", "code", "errors"}
 
@@ -29,17 +25,6 @@ pytestmark = [
     # gunicorn is another process: it sees only what is committed.
     pytest.mark.django_db(transaction=True),
 ]
-
-
-def envsubst(text, variables):
-    """What the nginx image does to templates: `envsubst "$defined_envs"` replaces $NAME and ${NAME} for defined
-    variables only, so nginx's own $host and friends survive."""
-
-    def replace(match):
-        name = match.group(1) or match.group(2)
-        return variables[name] if name in variables else match.group(0)
-
-    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)", replace, text)
 
 
 def free_port():
@@ -185,28 +170,8 @@ def start_proxy(gunicorn, certificate, tmp_path):
         }
         directory = tmp_path / f"nginx-{len(processes)}"
         directory.mkdir()
-        (directory / "iothub.conf").write_text(envsubst(TEMPLATE.read_text(), variables))
-        # The image's nginx.conf, reduced to what runs unprivileged in a temporary directory.
-        (directory / "nginx.conf").write_text(
-            f"""daemon off;
-worker_processes 1;
-pid {directory}/nginx.pid;
-{"user root;" if os.geteuid() == 0 else ""}
-events {{ worker_connections 256; }}
-http {{
-    default_type application/octet-stream;
-    access_log {directory}/access.log;
-    client_body_temp_path {directory}/client_body;
-    proxy_temp_path {directory}/proxy;
-    fastcgi_temp_path {directory}/fastcgi;
-    uwsgi_temp_path {directory}/uwsgi;
-    scgi_temp_path {directory}/scgi;
-    include {directory}/iothub.conf;
-}}
-"""
-        )
+        command = write_config(directory, variables)
         log = directory / "error.log"
-        command = [NGINX, "-p", str(directory), "-e", str(log), "-c", str(directory / "nginx.conf")]
         check = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=30)
         assert check.returncode == 0, check.stderr
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

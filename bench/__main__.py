@@ -1,0 +1,97 @@
+"""python -m bench {full,smoke,soak}: starts the stack, measures, stops everything and writes the results.
+
+full   every measurement of issue 5 (≤ 10 minutes); results in bench/results/<UTC date>-<short sha>.{md,json}
+smoke  every measurement path once at a tiny scale (< 60 s), so the harness never rots; results in
+       bench/results/smoke/ (git-ignored: they are not results)
+soak   10x nominal load for --duration, then the end-to-end check; bench/results/<date>-<sha>-soak.{md,json}
+"""
+
+import argparse
+import os
+import re
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+
+def duration(text):
+    """Seconds from ``90``, ``90s``, ``15m`` or ``2h``."""
+    match = re.fullmatch(r"([0-9]+)([smh]?)", text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError("a duration such as 90, 90s, 15m or 2h")
+    return int(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[match[2]]
+
+
+def main():
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=["full", "smoke", "soak"])
+    parser.add_argument("--scale", type=float, help="query dataset size: x 100 devices (full default 0.25)")
+    parser.add_argument("--duration", type=duration, default=600, help="soak duration (default 10m)")
+    parser.add_argument("--output", type=Path, help="results directory")
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(ROOT))
+    from bench.plans import PLANS
+    from bench.stack import Stack, log
+
+    plan = PLANS[args.mode]
+    if args.scale is not None:
+        plan = plan.__class__(**{**plan.__dict__, "scale": args.scale})
+    output = args.output or (RESULTS / "smoke" if args.mode == "smoke" else RESULTS)
+    began = time.monotonic()
+    started = datetime.now(UTC)
+
+    with Stack(durable=plan.durable) as stack:
+        os.environ.update(stack.env)
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "iothub.settings")
+        import django
+
+        django.setup()
+        from bench import report
+        from bench.measure import Bench
+
+        results = {
+            "plan": plan.name,
+            "plan_settings": plan.__dict__,
+            "started": f"{started:%Y-%m-%d %H:%M}",
+            "revision": report.git_revision(),
+            "machine": report.machine(stack),
+        }
+        log("the fleet: 100 devices, 5 device types, 1 rule")
+        bench = Bench(stack, plan, stack.dir / "work")
+        if args.mode == "soak":
+            phases = [("soak", lambda: bench.soak(args.duration))]
+        else:
+            phases = [
+                ("single_ingest", bench.single_ingest),
+                ("profile", bench.profile_ingest),
+                ("batch_ingest", bench.batch_ingest),
+                ("rule_trigger", bench.trigger_overhead),
+                ("soak", lambda: bench.soak(plan.soak_seconds)),
+                ("queries", bench.queries),
+                ("storage", bench.storage),
+            ]
+        results["phase_seconds"] = {}
+        for name, measure in phases:
+            phase_began = time.monotonic()
+            results[name] = measure()
+            results["phase_seconds"][name] = round(time.monotonic() - phase_began, 1)
+        results["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
+        results["seconds"] = round(time.monotonic() - began, 1)
+        profile_raw = stack.dir / "work" / "py-spy-ingest.txt"
+        markdown = report.write(results, output, suffix="-soak" if args.mode == "soak" else "")
+        if profile_raw.exists():
+            (markdown.parent / f"{markdown.stem}-py-spy.txt").write_bytes(profile_raw.read_bytes())
+    log(f"results: {markdown} ({time.monotonic() - began:.0f} s)")
+    print(markdown.read_text())
+    failed = [goal for goal in results["goals"] if goal["goal"].startswith("soak") and not goal["met"]]
+    if failed:
+        sys.exit("the soak check failed: " + failed[0]["figure"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Where a gunicorn worker's time goes while it serves ingest: py-spy samples of every worker, summarised.
+
+py-spy records with ``--idle`` so time spent waiting for PostgreSQL counts; only samples taken while a worker
+thread handles a request are kept (the poller and idle pool threads are dropped). Each sample is put in the first
+category (in CATEGORIES order) that one of its frames matches, so a query's wait counts where it was issued.
+"""
+
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+PY_SPY = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+
+# (category, predicate on a frame "function (path:line)"): a sample goes to the first category any of its frames
+# matches.
+CATEGORIES = [
+    ("database: ingest INSERT (telemetry.services)", lambda f: "reading_ingest (" in f and "services.py" in f),
+    ("database: device lookup (telemetry.ingest)", lambda f: "_device_errors (" in f),
+    ("database: other queries (connection checks, health)", lambda f: "django/db/" in f),
+    ("validation (telemetry/ingest.py)", lambda f: "telemetry/ingest.py" in f),
+    ("JSON parsing of the body", lambda f: "parsers.py" in f or "json" in f.split(" (")[0]),
+    ("response rendering (DRF renderer)", lambda f: "renderers.py" in f),
+    ("access log", lambda f: "glogging.py" in f or "logging/" in f),
+    ("DRF request/view machinery", lambda f: "rest_framework/" in f),
+    ("Django middleware and handlers", lambda f: "django/" in f),
+    ("gunicorn HTTP parsing and socket I/O", lambda f: "gunicorn/" in f),
+]
+REQUEST = "handle_request ("
+
+
+def record(pid, seconds, output, rate=250):
+    """Starts py-spy on gunicorn's master and its workers for ``seconds``; returns the process (wait on it)."""
+    if PY_SPY is None:
+        raise SystemExit("py-spy is not installed (it is pinned in requirements-dev.txt)")
+    return subprocess.Popen(
+        [PY_SPY, "record", "--pid", str(pid), "--subprocesses", "--idle", "--nonblocking", "--rate", str(rate),
+         "--duration", str(seconds), "--format", "raw", "--output", str(output)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _frames(line):
+    stack, _, count = line.rpartition(" ")
+    return stack.split(";"), int(count)
+
+
+def summarise(raw_path, top=12):
+    """``{"samples", "categories": [(name, percent)], "top_self": [(frame, percent)]}`` of request samples."""
+    categories, leaves = Counter(), Counter()
+    total = 0
+    for line in Path(raw_path).read_text().splitlines():
+        if not line.strip():
+            continue
+        frames, count = _frames(line)
+        if not any(REQUEST in frame for frame in frames):
+            continue
+        total += count
+        leaves[_short(frames[-1])] += count
+        name = next((name for name, matches in CATEGORIES if any(matches(frame) for frame in frames)), "other")
+        categories[name] += count
+    if not total:
+        return {"samples": 0, "categories": [], "top_self": []}
+
+    def percent(count):
+        return round(100 * count / total, 1)
+
+    return {
+        "samples": total,
+        "categories": [(name, percent(count)) for name, count in categories.most_common()],
+        "top_self": [(frame, percent(count)) for frame, count in leaves.most_common(top)],
+    }
+
+
+def _short(frame):
+    """``function (site-packages/pkg/mod.py:12)`` with the path from the package on."""
+    function, _, where = frame.partition(" (")
+    for marker in ("site-packages/", "/work/", "/lib/python3.13/"):
+        if marker in where:
+            where = where.split(marker, 1)[1]
+    return f"{function} ({where}"

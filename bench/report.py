@@ -1,0 +1,306 @@
+"""Results: machine facts, the goals of issue 5 checked against the figures, and the Markdown/JSON files."""
+
+import json
+import os
+import platform
+import runpy
+import subprocess
+from datetime import UTC, datetime
+
+import django
+from django.db import connection
+
+from bench.nginx import NGINX, ROOT
+from bench.wrk import WRK
+
+
+def _run(*command, strip=True):
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=30, cwd=ROOT)
+    except OSError:
+        return ""
+    output = result.stdout or result.stderr
+    return output.strip() if strip else output
+
+
+def git_revision():
+    """The commit measured, and the files of the work tree that differ from it (they were measured too)."""
+    sha = _run("git", "rev-parse", "--short", "HEAD") or "unknown"
+    changed = [
+        line[3:]
+        for line in _run("git", "status", "--porcelain", strip=False).splitlines()
+        if line[3:] and not line[3:].startswith("bench/results/")
+    ]
+    return {"sha": sha, "dirty": bool(changed), "uncommitted_changes": changed}
+
+
+def machine(stack):
+    with open("/proc/meminfo") as meminfo:
+        memory_kb = int(next(line for line in meminfo if line.startswith("MemTotal:")).split()[1])
+    with open("/proc/cpuinfo") as cpuinfo:
+        model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_setting('server_version'),"
+            " (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'),"
+            " coalesce(current_setting('timescaledb.license', true), 'apache'),"
+            " current_setting('shared_buffers'), current_setting('synchronous_commit'), current_setting('fsync')"
+        )
+        pg_version, tsdb_version, edition, shared_buffers, synchronous_commit, fsync = cursor.fetchone()
+    # gunicorn.conf.py read with the stack's environment: the workers and threads gunicorn really ran.
+    gunicorn = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    return {
+        "cores": os.cpu_count(),
+        "cpu": model,
+        "memory_gb": round(memory_kb / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "load_average_at_start": [round(value, 2) for value in os.getloadavg()],
+        "postgresql": pg_version,
+        "timescaledb": tsdb_version,
+        "timescaledb_edition": edition,
+        "postgresql_settings": {
+            "shared_buffers": shared_buffers,
+            "synchronous_commit": synchronous_commit,
+            "fsync": fsync,
+        },
+        "python": platform.python_version(),
+        "django": django.get_version(),
+        "gunicorn": {"workers": gunicorn["workers"], "threads": gunicorn["threads"]},
+        "nginx": _run(NGINX, "-v").removeprefix("nginx version: "),
+        "wrk": _run(WRK, "-v").split(" [")[0],
+    }
+
+
+def goals(results):
+    """``[(goal, figure, met)]`` for the goals of issue 5 that this run measured."""
+    rows = []
+    single = results.get("single_ingest")
+    if single:
+        best = single["ingest_max"]
+        rows.append(("single-reading ingest ≥ 1,000 readings/s, 0 errors",
+                     f"{best['requests_per_second']:,.0f}/s, {best['errors']} errors",
+                     best["requests_per_second"] >= 1000 and best["errors"] == 0))  # fmt: skip
+        nominal = single["ingest_nominal"]
+        rows.append(("single-reading p99 ≤ 50 ms at nominal load (100/s)",
+                     f"p99 {nominal['latency_ms']['99']} ms", nominal["latency_ms"]["99"] <= 50))  # fmt: skip
+    batches = results.get("batch_ingest")
+    if batches:
+        for size, figures in batches.items():
+            if not size.isdigit():
+                continue
+            rate, ratio = figures["http"]["readings_per_second"], figures["ratio_http_to_direct"]
+            rows.append((f"batches of {size}: ≥ 20,000 readings/s over HTTPS and HTTP/direct ≥ 0.5",
+                         f"{rate:,.0f}/s, ratio {ratio}", rate >= 20_000 and ratio >= 0.5))  # fmt: skip
+    trigger = results.get("rule_trigger")
+    if trigger:
+        ratio = trigger["100"]["ratio"]
+        rows.append(("rule trigger at 100 rules ≤ 1.25x the insert without it", f"{ratio}x", ratio <= 1.25))
+    queries = results.get("queries")
+    if queries:
+        for name in (name for name in queries["api"] if name.startswith("aggregate_")):
+            p95 = queries["api"][name]["latency_ms"]["95"]
+            rows.append((f"{name} p95 ≤ 50 ms", f"{p95} ms", p95 <= 50))
+        for name in ("raw_1h", "latest", "device_list", "event_list"):
+            p95 = queries["api"][name]["latency_ms"]["95"]
+            rows.append((f"{name} p95 ≤ 100 ms (REQUIREMENTS.md: ≤ 500 ms)", f"{p95} ms", p95 <= 100))
+    soak = results.get("soak")
+    if soak:
+        check = soak["check"]
+        rows.append(("soak: every acknowledged reading stored, occurrences = breaches",
+                     f"{check['acknowledged']:,} acknowledged, {check['acknowledged_missing_from_database']} missing, "
+                     f"{check['occurrence_count_added']} occurrences for {check['stored_breaching_readings']} "
+                     "stored breaches", check["passed"]))  # fmt: skip
+    return rows
+
+
+def write(results, directory, *, suffix=""):
+    """Writes ``<UTC date>-<short sha><suffix>.json`` and ``.md`` into ``directory``; returns the Markdown path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = f"{datetime.now(UTC):%Y-%m-%d}-{results['revision']['sha']}{suffix}"
+    results["goals"] = [{"goal": goal, "figure": figure, "met": met} for goal, figure, met in goals(results)]
+    (directory / f"{stem}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    markdown = directory / f"{stem}.md"
+    markdown.write_text(render(results))
+    return markdown
+
+
+def _latency(figures, *keys):
+    return " / ".join(f"{figures['latency_ms'][key]}" for key in keys)
+
+
+def render(results):
+    m = results["machine"]
+    lines = [
+        f"# Benchmark results: {results['plan']} run of {results['revision']['sha']}"
+        f"{' (uncommitted changes)' if results['revision']['dirty'] else ''}",
+        "",
+        f"{results['started']} UTC, {results['seconds']:.0f} s. Generated by `python -m bench {results['plan']}`; "
+        "figures explained in docs/performance.md."
+        + (
+            " Measured with uncommitted changes in the work tree: "
+            + ", ".join(f"`{path}`" for path in results["revision"]["uncommitted_changes"])
+            + "."
+            if results["revision"]["dirty"]
+            else ""
+        ),
+        "",
+        f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gb']} GB, Linux {m['kernel']}, load average at "
+        f"start {m['load_average_at_start']}, at end {results.get('load_average_at_end')}. PostgreSQL "
+        f"{m['postgresql']} (shared_buffers {m['postgresql_settings']['shared_buffers']}, synchronous_commit "
+        f"{m['postgresql_settings']['synchronous_commit']}, fsync {m['postgresql_settings']['fsync']}), TimescaleDB "
+        f"{m['timescaledb']} ({m['timescaledb_edition']} edition). Python {m['python']}, Django {m['django']}, "
+        f"gunicorn {m['gunicorn']['workers']} workers x {m['gunicorn']['threads']} threads, nginx {m['nginx']}, "
+        f"{m['wrk']}.",
+        "",
+        "## Goals",
+        "",
+        "| goal | figure | met |",
+        "|---|---|---|",
+        *(f"| {row['goal']} | {row['figure']} | {'yes' if row['met'] else '**no**'} |" for row in results["goals"]),
+    ]
+    single = results.get("single_ingest")
+    if single:
+        lines += [
+            "",
+            "## (1) Single-reading ingest over HTTPS (nginx → gunicorn)",
+            "",
+            "| run | connections | target rate | requests/s | errors | p50 / p90 / p99 / max ms | wrk CPU % |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for key, label in (
+            ("trivial_max", "trivial endpoint (health), unpaced"),
+            ("ingest_max", "ingest, unpaced"),
+            ("trivial_nominal", "trivial endpoint at nominal"),
+            ("ingest_nominal", "ingest at nominal (100/s)"),
+            ("trivial_ten_x", "trivial endpoint at 10x"),
+            ("ingest_ten_x", "ingest at 10x (1,000/s)"),
+        ):
+            f = single[key]
+            lines.append(
+                f"| {label} | {f['connections']} | {f.get('target_rate') or '-'} | {f['requests_per_second']:,.0f} | "
+                f"{f['errors']} | {_latency(f, '50', '90', '99', 'max')} | {f['generator_cpu_percent_of_one_core']} |"
+            )
+        lines += [
+            "",
+            f"Ratio ingest / trivial (unpaced throughput): **{single['ratio_ingest_to_trivial']}**. "
+            f"p99 ingest / trivial: {single['p99_ratio_nominal']} at nominal, {single['p99_ratio_ten_x']} at 10x. "
+            f"Paced runs sent {single['ingest_nominal']['late_requests']} (nominal) and "
+            f"{single['ingest_ten_x']['late_requests']} (10x) requests more than 10 ms behind schedule.",
+        ]
+    batches = results.get("batch_ingest")
+    if batches:
+        lines += [
+            "",
+            "## (2) Batch ingest: HTTPS vs the service's INSERT run directly with psycopg2",
+            "",
+            "| batch | HTTPS readings/s | errors | p50 / p99 ms | direct readings/s | ratio HTTPS / direct |",
+            "|---|---|---|---|---|---|",
+        ]
+        for size in (key for key in batches if key.isdigit()):
+            f = batches[size]
+            lines.append(
+                f"| {size} | {f['http']['readings_per_second']:,.0f} | {f['http']['errors']} | "
+                f"{_latency(f['http'], '50', '99')} | {f['direct']['readings_per_second']:,.0f} | "
+                f"**{f['ratio_http_to_direct']}** |"
+            )
+    trigger = results.get("rule_trigger")
+    if trigger:
+        lines += [
+            "",
+            f"## (3) Rule-trigger overhead: batches of {trigger['batch']:,} inserted in SQL, "
+            f"{trigger['breach_share']:.0%} of readings breaching",
+            "",
+            "| enabled rules | trigger ignored readings/s | trigger on readings/s | ratio (median of rounds) |",
+            "|---|---|---|---|",
+        ]
+        for count in ("0", "10", "100"):
+            f = trigger[count]
+            lines.append(
+                f"| {count} | {f['ignored_readings_per_second']:,.0f} | {f['trigger_readings_per_second']:,.0f} | "
+                f"**{f['ratio']}x** {f['round_ratios']} |"
+            )
+    queries = results.get("queries")
+    if queries:
+        d = queries["dataset"]
+        lines += [
+            "",
+            f"## (4) Queries: {d['devices']} devices x {d['days']} days x 1 reading/min (scale {d['scale']}, "
+            f"{d['readings']:,} readings, loaded in {d['load_seconds']} s, {d['events']:,} events)",
+            "",
+            f"Aggregate refresh: {d['aggregate_refresh']}.",
+            "",
+            "| API call (one client, sequential) | requests | p50 / p95 / p99 ms |",
+            "|---|---|---|",
+        ]
+        for name, f in queries["api"].items():
+            lines.append(f"| {name} | {f['requests']} | {_latency(f, '50', '95', '99')} |")
+        lines += [
+            "",
+            "| aggregate in SQL | source | view p50 / p95 ms | from raw p50 / p95 ms | ratio raw / aggregate |",
+            "|---|---|---|---|---|",
+        ]
+        for name, f in queries["sql"].items():
+            lines.append(
+                f"| {name} | {f['source']} | {f['view']['p50']} / {f['view']['p95']} | {f['raw']['p50']} / "
+                f"{f['raw']['p95']} | **{f['ratio_raw_to_aggregate']}** |"
+            )
+    memory_phases = [(key, results.get(key, {}).get("processes")) for key in ("single_ingest", "batch_ingest", "soak")]
+    memory_phases = [(key, figures) for key, figures in memory_phases if figures]
+    if memory_phases:
+        lines += [
+            "",
+            "## (5) Memory and CPU of the stack during the runs",
+            "",
+            "| phase | process group | processes | peak RSS sum MB | peak PSS sum MB | largest process RSS MB "
+            "| CPU % of one core |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for phase, groups in memory_phases:
+            for group, f in groups.items():
+                lines.append(
+                    f"| {phase} | {group} | {f['processes']} | {f['rss_sum_mb']} | {f['pss_sum_mb']} | "
+                    f"{f['largest_child_rss_mb']} | {f['cpu_percent_of_one_core']} |"
+                )
+    storage = results.get("storage")
+    if storage:
+        lines += [
+            "",
+            f"On disk: {storage['mb_per_million_readings']} MB per million readings ({storage['readings']:,} readings, "
+            f"{storage['bytes'] / 1024 / 1024:,.0f} MB with indexes); compressed: "
+            f"{storage['compressed_mb_per_million_readings']}.",
+        ]
+    soak = results.get("soak")
+    if soak:
+        check = soak["check"]
+        lines += [
+            "",
+            f"## (6) Soak: {soak.get('target_rate')} readings/s for {soak['seconds']:.0f} s",
+            "",
+            f"{soak['requests']:,} requests, {soak['requests_per_second']:,.0f}/s, {soak['errors']} errors, "
+            f"p50 / p99 / max {_latency(soak, '50', '99', 'max')} ms, {soak['late_requests']} requests more than "
+            f"10 ms behind schedule. Check {'**passed**' if check['passed'] else '**FAILED**'}: "
+            f"{check['acknowledged']:,} readings acknowledged with a 201, "
+            f"{check['acknowledged_missing_from_database']} of them missing from the database; "
+            f"{check['in_flight_at_stop']} in flight when wrk stopped; {check['stored']:,} stored; "
+            f"Σ occurrence_count grew by {check['occurrence_count_added']} for "
+            f"{check['breaches_acknowledged']} acknowledged breaching readings "
+            f"(+{check['breaches_in_flight_at_stop']} in flight), {check['stored_breaching_readings']} stored.",
+        ]
+    prof = results.get("profile")
+    if prof and prof.get("samples"):
+        lines += [
+            "",
+            f"## Profile: gunicorn workers during single-reading ingest (py-spy, {prof['samples']:,} samples "
+            "in request handling)",
+            "",
+            "| where | share of request time |",
+            "|---|---|",
+            *(f"| {name} | {share} % |" for name, share in prof["categories"]),
+            "",
+            "Hottest frames (self time): "
+            + "; ".join(f"`{frame}` {share} %" for frame, share in prof["top_self"][:8])
+            + ".",
+        ]
+    elif prof:
+        lines += ["", f"Profile: {prof.get('error', 'no samples')}"]
+    return "\n".join(lines) + "\n"
