@@ -156,7 +156,7 @@ REST_FRAMEWORK = {
         "rest_framework.filters.SearchFilter",
         "rest_framework.filters.OrderingFilter",
     ],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "iothub.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "iothub.api.exception_handler.problem_exception_handler",
     "DEFAULT_THROTTLE_RATES": {
         # Password guessing on the token endpoint, per client address.

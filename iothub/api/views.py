@@ -1,6 +1,6 @@
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -96,6 +96,28 @@ def health_report():
     return healthy, report
 
 
+class TimescaleSerializer(serializers.Serializer):
+    version = serializers.CharField()
+    edition = serializers.ChoiceField(["apache", "timescale"])
+
+
+class HealthSerializer(serializers.Serializer):
+    database = serializers.ChoiceField(["ok", "unavailable"])
+    timescaledb = TimescaleSerializer(allow_null=True)
+    migrations_applied = serializers.BooleanField()
+
+
+class HealthProblemSerializer(HealthSerializer):
+    """The problem document of a failed health check, with the report's fields as extension members."""
+
+    type = serializers.CharField()
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    detail = serializers.CharField()
+    code = serializers.CharField()
+    errors = serializers.ListField(child=serializers.DictField())
+
+
 class HealthApi(APIView):
     """Liveness and readiness for load balancers and container healthchecks: no authentication."""
 
@@ -103,14 +125,12 @@ class HealthApi(APIView):
     permission_classes = [AllowAny]
 
     @extend_schema(
-        responses=inline_serializer(
-            "Health",
-            {
-                "database": serializers.CharField(),
-                "timescaledb": serializers.DictField(allow_null=True),
-                "migrations_applied": serializers.BooleanField(),
-            },
-        )
+        responses={
+            200: HealthSerializer,
+            (503, PROBLEM_CONTENT_TYPE): OpenApiResponse(
+                HealthProblemSerializer, description="A check failed: a problem that carries the same report."
+            ),
+        }
     )
     def get(self, request):
         healthy, report = health_report()

@@ -92,8 +92,8 @@ class RuleSerializer(StrictModelSerializer):
 
 class EventSerializer(serializers.ModelSerializer):
     device_name = serializers.CharField(source="device.name", read_only=True)
-    acknowledged_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    resolved_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    acknowledged_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    resolved_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = Event

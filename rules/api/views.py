@@ -1,7 +1,7 @@
 """API views of the rules app."""
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -66,7 +66,13 @@ class _EventTransitionApi(APIView):
     permission_classes = [ReadAnyWriteOperator]
     transition = None
 
-    @extend_schema(request=EventTransitionSerializer, responses=EventSerializer)
+    @extend_schema(
+        request=EventTransitionSerializer,
+        responses={
+            200: EventSerializer,
+            409: OpenApiResponse(description="The event's status does not allow it (`invalid_transition`)."),
+        },
+    )
     def post(self, request, pk):
         event = get_object_or_404(selectors.event_list(), pk=pk)
         serializer = EventTransitionSerializer(data=request.data)

@@ -171,6 +171,14 @@ class TelemetryReadingSerializer(serializers.Serializer):
         return data
 
 
+class TelemetryReadingPageSerializer(serializers.Serializer):
+    """A page of raw readings: cursor links (null at either end) and the readings."""
+
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = TelemetryReadingSerializer(many=True)
+
+
 class LatestMetricValueSerializer(serializers.Serializer):
     value = serializers.JSONField()
     timestamp = serializers.DateTimeField(help_text="Time of the reading that carried the value.")

@@ -26,6 +26,7 @@ from telemetry.api.serializers import (
     TelemetryAggregateSerializer,
     TelemetryLatestSerializer,
     TelemetryQuerySerializer,
+    TelemetryReadingPageSerializer,
     TelemetryReadingSerializer,
 )
 from telemetry.filtersets import DeviceFilterSet
@@ -205,7 +206,7 @@ class DeviceTelemetryApi(APIView):
 
     permission_classes = [AnyRole]
 
-    @extend_schema(parameters=[TelemetryQuerySerializer], responses=TelemetryReadingSerializer(many=True))
+    @extend_schema(parameters=[TelemetryQuerySerializer], responses=TelemetryReadingPageSerializer)
     def get(self, request, device_id):
         device = get_object_or_404(Device, pk=device_id)
         params = query_parameters(TelemetryQuerySerializer, request, now=timezone.now())

@@ -1,0 +1,133 @@
+"""The OpenAPI schema's error responses, documented in one place for every operation.
+
+Every error the API returns is a ``Problem`` (iothub/api/problems.py) served as ``application/problem+json``. Which
+statuses an operation can answer follows from what its view is made of, the way DRF itself decides at run time:
+a request body can be malformed (400), too large (413) or not JSON (415); query parameters can be invalid (400);
+authenticators that name a ``WWW-Authenticate`` challenge turn bad credentials into 401s; a role permission that
+leaves a role out answers it 403; path parameters and page numbers can miss (404); writes through a model viewset
+can hit a constraint (409); throttles answer 429; every operation reaches the database (503) and may fail
+unexpectedly (500). A view documents a status of its own (an event transition's 409) with just a description:
+the problem shape is added here. A view that answers an error with a richer document (health's 503) declares its
+content and keeps it.
+
+A method the path does not allow is a 405 problem too; OpenAPI has no operation to attach it to.
+"""
+
+from drf_spectacular import openapi
+from drf_spectacular.plumbing import ResolvedComponent
+from rest_framework.permissions import SAFE_METHODS
+from rest_framework.viewsets import ViewSetMixin
+
+from iothub.api.permissions import RolePermission
+from iothub.api.problems import PROBLEM_CONTENT_TYPE
+from iothub.models import Role
+
+PROBLEM_ERROR_SCHEMA = {
+    "type": "object",
+    "description": "One problem of the request: where it is (`pointer` into the body, or query `parameter`), "
+    "what it is (`detail`) and a stable machine `code`.",
+    "properties": {
+        "pointer": {
+            "type": "string",
+            "description": "RFC 6901 JSON pointer into the request body (`/0/timestamp`; empty for the whole body).",
+        },
+        "parameter": {"type": "string", "description": "The query parameter at fault."},
+        "detail": {"type": "string"},
+        "code": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"},
+    },
+    "required": ["detail", "code"],
+    "oneOf": [{"required": ["pointer"]}, {"required": ["parameter"]}],
+}
+
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "description": "RFC 9457 problem details, the body of every error response (`application/problem+json`). "
+    "Some problems carry extension members beside these.",
+    "properties": {
+        "type": {"type": "string", "description": "`about:blank` unless a more specific URI is documented."},
+        "title": {"type": "string", "description": "The HTTP status phrase."},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "detail": {"type": "string", "description": "What went wrong, for a person."},
+        "code": {
+            "type": "string",
+            "pattern": "^[a-z][a-z0-9_]*$",
+            "description": "A stable snake_case machine code (`invalid`, `not_authenticated`, `token_not_valid`…).",
+        },
+        "errors": {
+            "type": "array",
+            "items": {"$ref": "#/components/schemas/ProblemError"},
+            "description": "Every individual problem, possibly none.",
+        },
+    },
+    "required": ["type", "title", "status", "detail", "code", "errors"],
+}
+
+PROBLEM_DESCRIPTIONS = {
+    400: "Malformed JSON (`parse_error`), invalid fields (`invalid`, each error with a `pointer`) or invalid query "
+    "parameters (`invalid_parameter`, each error with a `parameter`).",
+    401: "No credentials (`not_authenticated`), or credentials or a token that are not valid.",
+    403: "The caller's role does not allow this (`permission_denied`).",
+    404: "No such resource, or a page past the end (`not_found`).",
+    409: "The request conflicts with the resource's state or a database constraint (`conflict`, `protected`).",
+    413: "The body exceeds 1 MiB (`payload_too_large`).",
+    415: "The body is not `application/json` (`unsupported_media_type`).",
+    429: "Too many requests (`throttled`); retry after the `Retry-After` header's seconds.",
+    500: "An unexpected error, logged on the server (`server_error`).",
+    503: "The database is unavailable (`database_unavailable`); retry later.",
+}
+
+_PROBLEM = ResolvedComponent("Problem", ResolvedComponent.SCHEMA, schema=PROBLEM_SCHEMA, object="Problem")
+_PROBLEM_ERROR = ResolvedComponent(
+    "ProblemError", ResolvedComponent.SCHEMA, schema=PROBLEM_ERROR_SCHEMA, object="ProblemError"
+)
+
+
+class AutoSchema(openapi.AutoSchema):
+    """drf-spectacular's schema, plus the problem responses each operation can return."""
+
+    def get_operation(self, path, path_regex, path_prefix, method, registry):
+        operation = super().get_operation(path, path_regex, path_prefix, method, registry)
+        if operation is None:
+            return None
+        registry.register_on_missing(_PROBLEM)
+        registry.register_on_missing(_PROBLEM_ERROR)
+        responses = operation["responses"]
+        statuses = self.problem_statuses(operation) | {int(code) for code in responses if code[0] in "45"}
+        for status in sorted(statuses):
+            response = responses.setdefault(str(status), {})
+            if not response.get("description"):
+                response["description"] = PROBLEM_DESCRIPTIONS.get(status, "A problem.")
+            response.setdefault("content", {PROBLEM_CONTENT_TYPE: {"schema": _PROBLEM.ref}})
+        operation["responses"] = dict(sorted(responses.items()))
+        return operation
+
+    def problem_statuses(self, operation):
+        """The error statuses this operation can answer, from what its view is made of."""
+        view, parameters = self.view, operation.get("parameters", [])
+        statuses = {500, 503}
+        has_body = "requestBody" in operation
+        if has_body:
+            statuses |= {400, 413, 415}
+        if any(parameter["in"] == "query" for parameter in parameters):
+            statuses.add(400)
+        if view.get_authenticate_header(view.request):
+            statuses.add(401)
+        if self._leaves_a_role_out():
+            statuses.add(403)
+        if any(parameter["in"] == "path" for parameter in parameters) or (
+            self._is_list_view() and self._get_paginator()
+        ):
+            statuses.add(404)
+        if self.method not in SAFE_METHODS and isinstance(view, ViewSetMixin):
+            statuses.add(409)
+        if view.get_throttles():
+            statuses.add(429)
+        return statuses
+
+    def _leaves_a_role_out(self):
+        for permission in self.view.get_permissions():
+            if isinstance(permission, RolePermission):
+                roles = permission.read_roles if self.method in SAFE_METHODS else permission.write_roles
+                if set(Role.values) - roles:
+                    return True
+        return False
