@@ -8,7 +8,7 @@ export SQL
 # How long make bench-soak holds 10x nominal load: 90, 90s, 15m, 2h
 DURATION ?= 10m
 # Query dataset size for make bench: x 100 devices (see docs/performance.md)
-SCALE ?= 0.25
+SCALE ?= 0.05
 
 test:
 	@bash scripts/dev/test.sh $(ARGS)

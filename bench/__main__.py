@@ -29,7 +29,7 @@ def duration(text):
 def main():
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=["full", "smoke", "soak"])
-    parser.add_argument("--scale", type=float, help="query dataset size: x 100 devices (full default 0.25)")
+    parser.add_argument("--scale", type=float, help="query dataset size: x 100 devices (full default 0.05)")
     parser.add_argument("--duration", type=duration, default=600, help="soak duration (default 10m)")
     parser.add_argument("--output", type=Path, help="results directory")
     args = parser.parse_args()
@@ -44,6 +44,12 @@ def main():
     output = args.output or (RESULTS / "smoke" if args.mode == "smoke" else RESULTS)
     began = time.monotonic()
     started = datetime.now(UTC)
+
+    # Queries wait in select(), so Ctrl-C or SIGTERM stops a run even in the middle of a long statement.
+    import psycopg2.extensions
+    import psycopg2.extras
+
+    psycopg2.extensions.set_wait_callback(psycopg2.extras.wait_select)
 
     with Stack(durable=plan.durable) as stack:
         os.environ.update(stack.env)

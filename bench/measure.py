@@ -311,9 +311,10 @@ class Bench:
         with connection.cursor() as cursor:
             cursor.execute("CREATE TEMP TABLE bench_acked (n bigint) ON COMMIT PRESERVE ROWS")
             cursor.execute("CREATE TEMP TABLE bench_devices (idx int PRIMARY KEY, id uuid)")
-            cursor.connection.cursor().copy_from(io.StringIO("".join(f"{n}\n" for n in acknowledged)), "bench_acked")
-            cursor.connection.cursor().copy_from(
-                io.StringIO("".join(f"{i}\t{device}\n" for i, device in enumerate(self.devices))), "bench_devices"
+            cursor.execute("INSERT INTO bench_acked SELECT unnest(%s::bigint[])", [acknowledged])
+            cursor.execute(
+                "INSERT INTO bench_devices SELECT i - 1, d FROM unnest(%s::uuid[]) WITH ORDINALITY AS u(d, i)",
+                [self.devices],
             )
             params = {"base": result.base, "end": span_end, "count": count}
             cursor.execute(

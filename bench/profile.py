@@ -36,7 +36,7 @@ def record(pid, seconds, output, rate=250):
         raise SystemExit("py-spy is not installed (it is pinned in requirements-dev.txt)")
     return subprocess.Popen(
         [PY_SPY, "record", "--pid", str(pid), "--subprocesses", "--idle", "--nonblocking", "--rate", str(rate),
-         "--duration", str(seconds), "--format", "raw", "--output", str(output)],
+         "--duration", str(seconds), "--format", "raw", "--nolineno", "--output", str(output)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
