@@ -27,8 +27,24 @@ def enforce_retention():
 def refresh_late_telemetry():
     """Materializes readings that arrived older than the refresh policies' windows (TSL only).
 
-    Registered on both editions because the edition is known only once connected; on Apache it does nothing.
+    Registered on both editions because the edition is known only once connected; on Apache it does nothing:
+    there, ``refresh_telemetry_rollups`` handles late readings every minute.
     """
     if timescale.edition() != timescale.TIMESCALE:
         return
     timescale.refresh_late_data(**timescale.configured())
+
+
+@periodic("refresh_telemetry_rollups", every=timedelta(minutes=1), run_at_start=True)
+def refresh_telemetry_rollups():
+    """Keeps the Apache build's rollups up to date: closes the buckets of the last minute and recomputes those of
+    late readings (``telemetry_rollup.refresh()``, lock-free). On TSL it does nothing: the continuous aggregates'
+    refresh policies do that job.
+    """
+    if timescale.edition() != timescale.APACHE:
+        return
+    for result in timescale.catch_up_rollups(**timescale.configured()):
+        if result.invalidated_spans:
+            logger.info("Rollups: recomputed %d span(s) of late readings", result.invalidated_spans)
+        if result.advanced:
+            logger.debug("Rollups: watermark %s -> %s", result.previous_watermark, result.watermark)

@@ -6,17 +6,24 @@ Two editions run this project (see docs/operations.md):
   retention policy on ``telemetry``, a refresh and a retention policy on each continuous aggregate; the
   background scheduler runs them. ``refresh_late_data`` materializes readings that arrived too late for the
   refresh policies.
-- ``apache`` (the Debian build): no policies, no compression, and the aggregates are plain views. Retention is
-  ``enforce_retention`` (``drop_chunks``), which the worker runs daily.
+- ``apache`` (the Debian build): no policies, no compression, no continuous aggregates. The aggregates are views
+  over rollups the project maintains itself (schema ``telemetry_rollup``, sql/telemetry/0005_apache_rollups.apache.sql):
+  ``refresh_rollups`` calls ``telemetry_rollup.refresh()``, which the worker runs every minute
+  (``catch_up_rollups``). Retention is ``enforce_retention`` (``drop_chunks`` on telemetry and on the rollup
+  stores), which the worker runs daily.
+
+``refresh_aggregates`` brings the aggregates up to date now on either edition (``manage.py refresh_aggregates``,
+``apply_timescale_policies``, tests).
 
 Refresh windows never reach data the source no longer keeps: refreshing a range whose source rows were dropped
 deletes the aggregate rows of that range. Each aggregate's window therefore starts at least one of its buckets
-plus ``RETENTION_MARGIN`` inside its source's retention.
-"""
+plus ``RETENTION_MARGIN`` inside its source's retention. The Apache refresh never recomputes a bucket older than
+the first whole day the raw retention keeps."""
 
 import math
+import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -92,12 +99,32 @@ RETENTION_SETTING_OF = {
     "telemetry_1m": RETENTION_SETTING,
     "telemetry_1h": AGGREGATE_RETENTION_SETTING,
     "telemetry_1d": AGGREGATE_RETENTION_SETTING,
+    # The Apache build's rollup stores keep what the aggregate they serve keeps.
+    "telemetry_rollup.store_1m": RETENTION_SETTING,
+    "telemetry_rollup.store_1h": AGGREGATE_RETENTION_SETTING,
+    "telemetry_rollup.store_1d": AGGREGATE_RETENTION_SETTING,
 }
 
+# The Apache build's rollups (sql/telemetry/0005_apache_rollups.apache.sql): the store behind each aggregate view.
+ROLLUP_SCHEMA = "telemetry_rollup"
+ROLLUP_STORES = {
+    "telemetry_1m": "telemetry_rollup.store_1m",
+    "telemetry_1h": "telemetry_rollup.store_1h",
+    "telemetry_1d": "telemetry_rollup.store_1d",
+}
+# How far behind now the rollups' invalidation threshold stays: readings up to this late are ordinary ingest, not
+# late data (devices batch and clocks drift). The views compute the last few minutes from raw readings.
+ROLLUP_BEHIND = timedelta(minutes=5)
+# The worker materializes a backlog (first start, worker down for a while) in steps of this much of readings, and
+# for at most ROLLUP_BUDGET_SECONDS per run, so other tasks are not held up.
+ROLLUP_STEP = timedelta(days=1)
+ROLLUP_BUDGET_SECONDS = 20.0
+
 APACHE_MESSAGE = (
-    "TimescaleDB is the Apache-2 build here: retention, compression and refresh policies are unavailable, and "
-    "telemetry_1m/1h/1d are plain views over the raw readings. Retention is enforced by the worker's daily "
-    "enforce_retention task (manage.py enforce_retention)."
+    "TimescaleDB is the Apache-2 build here: retention, compression and refresh policies are unavailable. "
+    "telemetry_1m/1h/1d are views over rollups that the worker refreshes every minute (telemetry_rollup.refresh(), "
+    "manage.py refresh_aggregates), and retention is enforced by the worker's daily enforce_retention task "
+    "(manage.py enforce_retention)."
 )
 
 # add_*/remove_* functions and the proc_name of the job each policy kind creates (TimescaleDB 2.19).
@@ -122,6 +149,10 @@ class AggregatesMissing(Exception):
 
 class PoliciesUnavailable(Exception):
     """The TimescaleDB build in use has no policies (Apache-2)."""
+
+
+class RollupsUnavailable(Exception):
+    """The Apache rollups are not there: a TSL build (continuous aggregates instead), or migrations not applied."""
 
 
 def edition():
@@ -351,9 +382,11 @@ def continuous_aggregate_names(cursor=None):
 def enforce_retention(*, retention_days, compress_after_days, aggregate_retention_days):
     """Drops the chunks entirely older than each relation's retention now; returns ``{relation: [chunk, ...]}``.
 
-    Works on both editions: on Apache it is the only retention there is (the aggregates are views and keep
-    nothing); with TSL it does at once what the retention policies do on their schedule, the aggregates
-    included, so retention holds even where the background scheduler is not running.
+    Works on both editions. On Apache it is the only retention there is: telemetry keeps the raw retention, and
+    each rollup store the retention of the aggregate it serves (raw for 1 minute, aggregate retention for 1 hour
+    and 1 day), so dropping raw chunks never takes the hourly and daily rollups with it. With TSL it does at once
+    what the retention policies do on their schedule, the aggregates included, so retention holds even where the
+    background scheduler is not running.
     """
     validate_settings(
         retention_days=retention_days,
@@ -363,11 +396,26 @@ def enforce_retention(*, retention_days, compress_after_days, aggregate_retentio
     kept = retention_periods(retention_days=retention_days, aggregate_retention_days=aggregate_retention_days)
     dropped = {}
     with connection.cursor() as cursor:
-        relations = [HYPERTABLE, *(name for name in continuous_aggregate_names(cursor) if name in kept)]
+        relations = [
+            HYPERTABLE,
+            *(name for name in continuous_aggregate_names(cursor) if name in kept),
+            *rollup_store_names(cursor),
+        ]
         for relation in relations:
             cursor.execute("SELECT drop_chunks(%s, older_than => now() - %s)", [relation, kept[relation]])
             dropped[relation] = [chunk for (chunk,) in cursor.fetchall()]
     return dropped
+
+
+def rollup_store_names(cursor):
+    """The Apache rollup stores that exist (none with TSL), as schema-qualified names."""
+    cursor.execute(
+        "SELECT hypertable_schema || '.' || hypertable_name FROM timescaledb_information.hypertables"
+        " WHERE hypertable_schema = %s ORDER BY hypertable_name",
+        [ROLLUP_SCHEMA],
+    )
+    existing = {name for (name,) in cursor.fetchall()}
+    return [store for store in ROLLUP_STORES.values() if store in existing]
 
 
 def refresh_late_data(*, retention_days, compress_after_days, aggregate_retention_days):
@@ -395,6 +443,131 @@ def refresh_late_data(*, retention_days, compress_after_days, aggregate_retentio
             cursor.execute("CALL refresh_continuous_aggregate(%s, %s, %s)", [aggregate.name, start, end])
             refreshed[aggregate.name] = (start, end)
     return refreshed
+
+
+@dataclass(frozen=True)
+class RollupRefresh:
+    """What one ``telemetry_rollup.refresh()`` call did."""
+
+    watermark: datetime
+    threshold: datetime
+    previous_watermark: datetime
+    invalidated_spans: int
+
+    @property
+    def advanced(self):
+        return self.watermark > self.previous_watermark
+
+    def describe(self):
+        return (
+            f"watermark {_moment(self.watermark)} (was {_moment(self.previous_watermark)}), threshold "
+            f"{_moment(self.threshold)}, {self.invalidated_spans} span(s) of late readings recomputed"
+        )
+
+
+def _moment(value):
+    """A timestamp in UTC as text; ``-infinity`` (psycopg2 reads it as the first day of year 1) as such."""
+    if value is None:
+        return "never"
+    if value.year == 1:
+        return "-infinity"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _rollups_exist(cursor):
+    cursor.execute("SELECT to_regprocedure('telemetry_rollup.refresh(interval, interval, boolean, interval)')")
+    return cursor.fetchone()[0] is not None
+
+
+def refresh_rollups(
+    *, retention_days, compress_after_days, aggregate_retention_days, wait_for_writers=False, max_advance=None
+):
+    """One call of ``telemetry_rollup.refresh()`` (Apache build), in its own transaction unless one is open.
+
+    Without ``wait_for_writers`` it takes no lock that writers wait for, and the watermark follows the threshold
+    one call later (see the function's comment). With it, it waits for running writers, holds new ones back until
+    it commits, and brings the stores up to ``ROLLUP_BEHIND`` before now at once: for startup, tests and a DBA.
+    Raises RollupsUnavailable on a TSL build or before the migrations.
+    """
+    validate_settings(
+        retention_days=retention_days,
+        compress_after_days=compress_after_days,
+        aggregate_retention_days=aggregate_retention_days,
+    )
+    with transaction.atomic(), connection.cursor() as cursor:
+        if not _rollups_exist(cursor):
+            raise RollupsUnavailable(
+                "telemetry_rollup.refresh() does not exist: with TSL the aggregates are continuous aggregates; "
+                "on the Apache build run `manage.py migrate` first."
+            )
+        cursor.execute(
+            "SELECT * FROM telemetry_rollup.refresh(raw_retention => %s, behind => %s, wait_for_writers => %s,"
+            " max_advance => %s)",
+            [timedelta(days=retention_days), ROLLUP_BEHIND, wait_for_writers, max_advance],
+        )
+        return RollupRefresh(*cursor.fetchone())
+
+
+def catch_up_rollups(*, budget_seconds=ROLLUP_BUDGET_SECONDS, step=ROLLUP_STEP, wait_for_writers=False, **settings):
+    """Calls ``refresh_rollups`` in steps of ``step`` of readings, each in its own transaction, while the watermark
+    advances and ``budget_seconds`` last (None: until done); returns the calls' results.
+
+    The worker's run (lock-free, 20 s): a backlog is worked off over successive runs, and the views stay exact
+    meanwhile (they compute what is not stored yet from raw readings). With ``wait_for_writers`` each step holds
+    writers back only while it runs.
+    """
+    results = []
+    deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
+    while True:
+        result = refresh_rollups(**settings, wait_for_writers=wait_for_writers, max_advance=step)
+        results.append(result)
+        if not result.advanced or (deadline is not None and time.monotonic() >= deadline):
+            return results
+
+
+def refresh_aggregates(*, retention_days, compress_after_days, aggregate_retention_days):
+    """Brings telemetry_1m/1h/1d up to date now, on either edition; returns ``{aggregate or "rollups": detail}``.
+
+    TSL: ``refresh_late_data`` (each continuous aggregate over what its source keeps; outside a transaction).
+    Apache: ``telemetry_rollup.refresh(wait_for_writers => true)`` in steps of ``ROLLUP_STEP`` of readings, each
+    its own transaction (a big backlog never becomes one huge statement): every reading committed before the call
+    and older than ``ROLLUP_BEHIND`` is in the stores afterwards, late ones included. Returns the last step.
+    """
+    settings = {
+        "retention_days": retention_days,
+        "compress_after_days": compress_after_days,
+        "aggregate_retention_days": aggregate_retention_days,
+    }
+    if edition() == TIMESCALE:
+        return refresh_late_data(**settings)
+    steps = catch_up_rollups(**settings, wait_for_writers=True, budget_seconds=None)
+    return {
+        "rollups": RollupRefresh(
+            steps[-1].watermark,
+            steps[-1].threshold,
+            steps[0].previous_watermark,
+            sum(step.invalidated_spans for step in steps),
+        )
+    }
+
+
+def rollup_state(cursor=None):
+    """The Apache rollups' state row as a dict (watermark, threshold, pending_watermark, fence, raw_retention,
+    refreshed_at) plus ``invalidations`` (log rows waiting) and ``oldest_invalidation``; None without rollups."""
+    if cursor is None:
+        with connection.cursor() as cursor:
+            return rollup_state(cursor)
+    if not _rollups_exist(cursor):
+        return None
+    cursor.execute(
+        "SELECT s.watermark, s.threshold, s.pending_watermark, s.fence::text, s.raw_retention, s.refreshed_at,"
+        " (SELECT count(*) FROM telemetry_rollup.invalidations),"
+        " (SELECT min(low) FROM telemetry_rollup.invalidations)"
+        " FROM telemetry_rollup.state s"
+    )
+    columns = [column.name for column in cursor.description]
+    columns[-2:] = ["invalidations", "oldest_invalidation"]
+    return dict(zip(columns, cursor.fetchone(), strict=True))
 
 
 def human_duration(value):

@@ -4,6 +4,8 @@ Every view used here exists on both editions; on the Apache build the aggregates
 shorter. Timestamps are printed in UTC, as text, so ``-infinity`` (never run, nothing materialized) prints too.
 """
 
+from datetime import UTC, datetime
+
 from django.core.management.base import BaseCommand
 from django.db import connection
 
@@ -57,6 +59,13 @@ LEFT JOIN timescaledb_information.continuous_aggregates c
 ORDER BY n.position
 """
 
+# The Apache rollup stores: hypertables, sized with their chunks.
+STORE_SIZES = """
+SELECT n.name, pg_size_pretty(hypertable_size(n.name::regclass))
+FROM unnest(%s::text[]) AS n(name)
+WHERE to_regclass(n.name) IS NOT NULL
+"""
+
 # Policies and other jobs; a continuous aggregate's jobs are shown under the view's name.
 JOBS = """
 SELECT j.job_id, j.application_name, j.proc_name, coalesce(c.view_name, j.hypertable_name) AS relation,
@@ -106,6 +115,12 @@ class Command(BaseCommand):
             for relation, count, first, last, compressed in cursor.fetchall():
                 self.stdout.write(f"  {relation}: {count} chunks from {first} to {last}, {compressed} compressed")
 
+            rollups = timescale.rollup_state(cursor)
+            sizes = {}
+            if rollups is not None:
+                cursor.execute(STORE_SIZES, [list(timescale.ROLLUP_STORES.values())])
+                sizes = dict(cursor.fetchall())
+
             self._section("Aggregates")
             cursor.execute(AGGREGATES, [[aggregate.name for aggregate in timescale.AGGREGATES]])
             for name, exists, continuous, materialized_only, watermark, size in cursor.fetchall():
@@ -114,10 +129,37 @@ class Command(BaseCommand):
                     self.stdout.write(
                         f"  {name}: continuous aggregate, {mode}, watermark {watermark} UTC, {size} materialized"
                     )
+                elif exists and rollups is not None:
+                    store = timescale.ROLLUP_STORES[name]
+                    self.stdout.write(
+                        f"  {name}: plain view: closed buckets from {store} ({sizes.get(store, '-')}) below the "
+                        "watermark, the rest computed at query time from the level below"
+                    )
                 elif exists:
                     self.stdout.write(f"  {name}: plain view, computed from the raw readings at query time")
                 else:
                     self.stdout.write(f"  {name}: missing (migrations not applied?)")
+
+            if rollups is not None:
+                self._section("Rollups (Apache build; telemetry_rollup.state, UTC)")
+                fence = (
+                    f"moves to {self._utc(rollups['pending_watermark'])} once transactions below xid "
+                    f"{rollups['fence']} have ended"
+                    if rollups["fence"]
+                    else "no move pending"
+                )
+                self.stdout.write(
+                    f"  watermark {self._utc(rollups['watermark'])} ({fence}); "
+                    f"late-data threshold {self._utc(rollups['threshold'])}"
+                )
+                waiting = f"  invalidations waiting: {rollups['invalidations']}"
+                if rollups["invalidations"]:
+                    waiting += f", oldest reading {self._utc(rollups['oldest_invalidation'])}"
+                self.stdout.write(waiting)
+                self.stdout.write(
+                    f"  last refresh {self._utc(rollups['refreshed_at'])}, raw retention "
+                    f"{timescale.human_duration(rollups['raw_retention'])}"
+                )
 
             self._section("Jobs (UTC)")
             cursor.execute(JOBS)
@@ -133,6 +175,14 @@ class Command(BaseCommand):
                     f" next start {job['next_start'] or '-'},"
                     f" {job['total_runs'] or 0} runs, {job['total_failures'] or 0} failures"
                 )
+
+    @staticmethod
+    def _utc(moment):
+        if moment is None:
+            return "never"
+        if isinstance(moment, datetime):
+            return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        return str(moment)  # -infinity
 
     def _section(self, title):
         self.stdout.write(f"\n{title}")
