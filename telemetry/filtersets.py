@@ -16,9 +16,10 @@ class DeviceOrderingFilter(django_filters.OrderingFilter):
         return field.desc(nulls_last=True) if descending else field.asc(nulls_last=True)
 
     def filter(self, qs, value):
-        if not value:
+        params = [param for param in value or () if param]  # "?ordering=,name,": empty entries name nothing
+        if not params:
             return qs
-        return qs.order_by(*(self.get_ordering_value(param) for param in value), "serial_number")
+        return qs.order_by(*(self.get_ordering_value(param) for param in params), "serial_number")
 
 
 class DeviceFilterSet(django_filters.FilterSet):

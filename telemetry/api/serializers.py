@@ -39,7 +39,9 @@ class DeviceTypeSerializer(StrictModelSerializer):
 
 
 class DeviceSerializer(StrictModelSerializer):
-    last_seen_at = serializers.DateTimeField(read_only=True, help_text="Time of the newest reading, or null.")
+    last_seen_at = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="Time of the newest reading, or null."
+    )
 
     class Meta:
         model = Device

@@ -102,3 +102,12 @@ def test_raw_telemetry_is_documented_as_a_cursor_page(schema):
     ok = dict(_operations(schema))["GET /api/v1/devices/{device_id}/telemetry/"]["responses"]["200"]
     page = schema["components"]["schemas"][ok["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]]
     assert set(page["properties"]) == {"next", "previous", "results"}
+
+
+@pytest.mark.parametrize(
+    ("component", "field"),
+    [("Device", "last_seen_at"), ("Event", "acknowledged_by"), ("Event", "resolved_by")],
+)
+def test_fields_that_can_be_null_are_documented_nullable(schema, component, field):
+    """Found by the fuzzer: a new device has not been seen, an open event was acknowledged and resolved by no one."""
+    assert schema["components"]["schemas"][component]["properties"][field]["nullable"] is True

@@ -314,6 +314,14 @@ def test_devices_are_ordered_by_their_fields(viewer_client):
     assert names(viewer_client.get(DEVICES_URL, {"ordering": "-serial_number"})) == ["a", "b", "c"]
 
 
+def test_empty_entries_in_the_ordering_name_nothing(viewer_client):
+    DeviceFactory(name="b", serial_number="SN-1")
+    DeviceFactory(name="a", serial_number="SN-2")
+    # Found by the schema fuzzer: an empty entry used to be looked up as a field name (a 500).
+    assert names(viewer_client.get(DEVICES_URL, {"ordering": ",,,"})) == ["a", "b"]
+    assert names(viewer_client.get(DEVICES_URL, {"ordering": ",-name,"})) == ["b", "a"]
+
+
 @pytest.mark.parametrize(
     ("params", "parameter"),
     [
