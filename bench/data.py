@@ -40,11 +40,11 @@ def ingest_rule():
 
 
 def reading(devices, base, n):
-    """Reading number ``n`` exactly as load.lua builds it (device, timestamp base + n ms, metrics)."""
+    """Reading number ``n`` exactly as load.lua builds it (device, timestamp base + n µs, metrics)."""
     temperature = 150 if n % BREACH_EVERY == 0 else round(15 + (n % 2000) / 100, 2)
     return {
         "device_id": devices[n % len(devices)],
-        "time": base + timedelta(milliseconds=n),
+        "time": base + timedelta(microseconds=n),
         "metrics": {"temperature": temperature, "humidity": 30 + (n % 500) / 10, "pressure": 990 + (n % 400) / 10},
     }
 

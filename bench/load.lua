@@ -2,7 +2,7 @@
 --
 -- BENCH_MODE=ingest  POST /api/v1/telemetry/ingest/ with BENCH_BATCH readings per request (1: a single reading
 --                    object). Reading number n = (k * threads + thread) * batch + i for the thread's k-th request:
---                    device = devices[n % #devices], timestamp = BENCH_BASE_MS + n milliseconds, so every reading
+--                    device = devices[n % #devices], timestamp = BENCH_BASE_US + n microseconds, so every reading
 --                    of a run has its own (device, timestamp) and the client can say afterwards which readings
 --                    each request carried. Every BENCH_BREACH_EVERY-th reading has temperature 150 (the rule the
 --                    benchmarks define fires above 100); the others stay between 15 and 35.
@@ -63,7 +63,7 @@ late_count = 0    -- requests sent more than 10 ms after their slot (the rate wa
 max_late_ms = 0
 max_reading = -1  -- highest reading number generated
 
-local devices, batch, base_ms, breach_every, paths, auth
+local devices, batch, base_us, breach_every, paths, auth
 local headers = {}
 local started_us, interval_us
 
@@ -71,7 +71,7 @@ function init(args)
     if mode == "ingest" then
         devices = read_lines(os.getenv("BENCH_DEVICES"))
         batch = tonumber(os.getenv("BENCH_BATCH") or "1")
-        base_ms = tonumber(os.getenv("BENCH_BASE_MS"))
+        base_us = tonumber(os.getenv("BENCH_BASE_US"))
         breach_every = tonumber(os.getenv("BENCH_BREACH_EVERY") or "100")
         headers["Content-Type"] = "application/json"
     else
@@ -90,13 +90,13 @@ end
 
 local last_second, last_prefix
 
-local function timestamp(ms)
-    local second = math.floor(ms / 1000)
+local function timestamp(us)
+    local second = math.floor(us / 1000000)
     if second ~= last_second then
         last_second = second
         last_prefix = os.date("!%Y-%m-%dT%H:%M:%S", second)
     end
-    return string.format("%s.%03dZ", last_prefix, ms % 1000)
+    return string.format("%s.%06dZ", last_prefix, us % 1000000)
 end
 
 local function reading(n)
@@ -108,7 +108,7 @@ local function reading(n)
     end
     return string.format(
         '{"device_id":"%s","timestamp":"%s","metrics":{"temperature":%.2f,"humidity":%.1f,"pressure":%.1f}}',
-        devices[(n % #devices) + 1], timestamp(base_ms + n), temperature, 30 + (n % 500) / 10,
+        devices[(n % #devices) + 1], timestamp(base_us + n), temperature, 30 + (n % 500) / 10,
         990 + (n % 400) / 10
     )
 end

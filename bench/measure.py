@@ -49,8 +49,9 @@ class Bench:
         self.url = stack.url + "/"
         self.devices = data.create_fleet()
         self.devices_file = self._write("devices.txt", self.devices)
-        # Readings of each run get their own stretch of time, 1 ms apart, starting 30 days ago.
-        self.next_base = data.minute_floor(data.utc_now()) - timedelta(days=30)
+        # Readings of each run get their own stretch of time, 1 µs apart, from now on: current readings, as devices
+        # send them (older ones would be late data for the aggregates). A whole run spans seconds.
+        self.next_base = data.utc_now().replace(microsecond=0) + timedelta(seconds=1)
         self.groups = [
             Group("gunicorn", stack.gunicorn_pid()),
             Group("postgresql", stack.postmaster_pid()),
@@ -64,8 +65,8 @@ class Bench:
         return path
 
     def window(self, readings):
-        """The first timestamp of a run sending at most ``readings`` readings (1 ms apart), and its span."""
-        span = timedelta(hours=math.ceil(readings / 3_600_000) + 1)
+        """The first timestamp of a run sending at most ``readings`` readings (1 µs apart), and its span."""
+        span = timedelta(seconds=math.ceil(readings / 1_000_000) + 1)
         base = self.next_base
         self.next_base += span
         return base, span
@@ -74,7 +75,7 @@ class Bench:
         return {
             "BENCH_MODE": "ingest",
             "BENCH_DEVICES": str(self.devices_file),
-            "BENCH_BASE_MS": str(int(base.timestamp() * 1000)),
+            "BENCH_BASE_US": str(int(base.timestamp()) * 1_000_000 + base.microsecond),
             "BENCH_BREACH_EVERY": str(data.BREACH_EVERY),
         }
 
@@ -92,7 +93,7 @@ class Bench:
             rate=rate, batch=batch,
         )  # fmt: skip
         highest = max(thread["max_reading"] for thread in result.threads)
-        if timedelta(milliseconds=highest) >= span:
+        if timedelta(microseconds=highest) >= span:
             raise RuntimeError(f"run overflowed its window of time: reading {highest} beyond {span}")
         result.base = base
         return result
@@ -307,7 +308,7 @@ class Bench:
                 elif k not in failed:
                     acknowledged.append(n)
         count = len(self.devices)
-        span_end = result.base + timedelta(milliseconds=max([*acknowledged, *in_flight], default=0) + 1)
+        span_end = result.base + timedelta(microseconds=max([*acknowledged, *in_flight], default=0) + 1)
         with connection.cursor() as cursor:
             cursor.execute("CREATE TEMP TABLE bench_acked (n bigint) ON COMMIT PRESERVE ROWS")
             cursor.execute("CREATE TEMP TABLE bench_devices (idx int PRIMARY KEY, id uuid)")
@@ -323,7 +324,7 @@ class Bench:
                 JOIN bench_devices d ON d.idx = a.n %% %(count)s
                 WHERE NOT EXISTS (
                     SELECT FROM telemetry t
-                    WHERE t.device_id = d.id AND t.time = %(base)s + a.n * interval '1 millisecond'
+                    WHERE t.device_id = d.id AND t.time = %(base)s + a.n * interval '1 microsecond'
                       AND t.time >= %(base)s AND t.time < %(end)s)
                 ORDER BY a.n
                 """,
