@@ -410,3 +410,117 @@ def test_notify_is_sent_only_when_notifications_were_queued():
         assert notified(0.5) == []
     finally:
         listener.close()
+
+
+# The tighter plan (docs/rules.md, "How the trigger evaluates a batch"): strict prefilter, first()/last() per
+# (rule, device), the auto_resolve statement skipped without enabled auto_resolve rules, events at fillfactor 80.
+
+
+def test_without_enabled_rules_the_trigger_stores_readings_and_does_nothing_else():
+    RuleFactory(enabled=False, auto_resolve=True)
+    device = DeviceFactory()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT rules_prefilter()")
+        assert cursor.fetchone() == (None,)
+    assert insert_readings([(device.pk, at(0), {"temperature": 99}), (device.pk, at(1), {"temperature": 10})]) == 2
+    assert not Event.objects.exists()
+
+
+def test_a_disabled_auto_resolve_rule_resolves_nothing_while_other_rules_are_evaluated():
+    resolving = RuleFactory(auto_resolve=True)
+    RuleFactory(name="humid", metric="humidity", threshold=80)
+    device = DeviceFactory()
+    insert_readings([(device.pk, at(0), {"temperature": 31})])
+    Rule.objects.filter(pk=resolving.pk).update(enabled=False)
+    # No enabled auto_resolve rule: the auto_resolve statement is skipped, and the open event stays open.
+    insert_readings([(device.pk, at(1), {"temperature": 20, "humidity": 90})])
+    assert Event.objects.get(rule=resolving).status == EventStatus.OPEN
+    assert Event.objects.filter(rule__name="humid").count() == 1
+    Rule.objects.filter(pk=resolving.pk).update(enabled=True)
+    insert_readings([(device.pk, at(2), {"temperature": 20})])
+    assert Event.objects.get(rule=resolving).status == EventStatus.RESOLVED
+
+
+def test_the_strict_prefilter_lets_through_every_reading_that_matches_a_rule():
+    hot, faulty = RuleFactory(name="hot"), RuleFactory(name="faulty", metric="state", operator="eq", threshold="fault")
+    device = DeviceFactory()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT rules_prefilter()::text")
+        assert cursor.fetchone()[0].startswith("strict ")
+    insert_readings(
+        [
+            # Another metric of a different type, or missing, does not hide the one that matches.
+            (device.pk, at(0), {"temperature": "very hot", "state": "fault"}),
+            (device.pk, at(1), {"state": "ok", "temperature": 45}),
+            (device.pk, at(2), {"humidity": 10, "state": "fault"}),
+            # Arrays and objects never match (lax jsonpath would unwrap [50]; rule_matches refuses it either way).
+            (device.pk, at(3), {"temperature": [50], "state": ["fault"]}),
+            (device.pk, at(4), {"temperature": {"value": 50}}),
+        ]
+    )
+    assert Event.objects.get(rule=hot).occurrence_count == 1
+    assert Event.objects.get(rule=faulty).occurrence_count == 2
+    assert Event.objects.get(rule=faulty).last_triggered_at == at(2)
+
+
+def test_first_and_last_values_follow_reading_time_not_batch_order():
+    RuleFactory()
+    device = DeviceFactory()
+    insert_readings(
+        [
+            (device.pk, at(10), {"temperature": 35}),
+            (device.pk, at(5), {"temperature": 33}),
+            (device.pk, at(20), {"temperature": 20}),
+            (device.pk, at(15), {"temperature": 37}),
+        ]
+    )
+    event = Event.objects.get()
+    assert event.occurrence_count == 3
+    assert (event.triggered_at, event.trigger_values["value"]) == (at(5), 33)
+    assert (event.last_triggered_at, event.last_values["value"]) == (at(15), 37)
+    assert event.message.endswith("is 33 (> 30)")
+
+
+def test_events_leave_room_for_hot_bumps():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reloptions FROM pg_class WHERE oid = 'public.events'::regclass")
+        assert cursor.fetchone()[0] == ["fillfactor=80"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_batches_bumping_and_creating_events_in_opposite_orders_do_not_deadlock():
+    rule, other = RuleFactory(), RuleFactory(name="humid", metric="humidity", threshold=80)
+    devices = DeviceFactory.create_batch(20)
+    # Half the devices already have an unresolved event for each rule (some acknowledged): those are bumped; the
+    # other half get new events, created by whichever connection comes first and bumped by the other.
+    insert_readings([(d.pk, at(0), {"temperature": 99, "humidity": 99}) for d in devices[:10]])
+    Event.objects.filter(device__in=devices[:5]).update(status=EventStatus.ACKNOWLEDGED, acknowledged_at=at(1))
+
+    def batch(offset, order):
+        return [(d.pk, at(offset + i), {"temperature": 40 + i, "humidity": 90}) for d in order for i in range(3)]
+
+    batches = [batch(100, devices), batch(200, list(reversed(devices)))]
+    barrier, errors = threading.Barrier(2), []
+
+    def run(rows):
+        try:
+            with _connect() as conn, conn.cursor() as cursor:
+                barrier.wait()
+                insert_readings(rows, cursor=cursor)
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(rows,)) for rows in batches]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    for r in (rule, other):
+        events = Event.objects.filter(rule=r)
+        assert events.count() == 20
+        assert {e.occurrence_count for e in events.filter(device__in=devices[:10])} == {7}
+        assert {e.occurrence_count for e in events.filter(device__in=devices[10:])} == {6}
+        assert set(events.filter(device__in=devices[:5]).values_list("status", flat=True)) == {"acknowledged"}
+        assert set(events.filter(device__in=devices[5:]).values_list("status", flat=True)) == {"open"}
+        assert {e.last_triggered_at for e in events} == {at(202)}
