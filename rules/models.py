@@ -188,6 +188,8 @@ def threshold_problem(operator, threshold):
             )
         if isinstance(threshold, str) and len(threshold) > MAX_STRING_THRESHOLD:
             return f"A string threshold has at most {MAX_STRING_THRESHOLD} characters, like metric values."
+        if isinstance(threshold, str) and "\x00" in threshold:  # jsonb can't store it, nor can a metric hold it
+            return "A string threshold may not contain U+0000."
     return None
 
 

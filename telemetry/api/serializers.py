@@ -61,7 +61,19 @@ class DeviceSerializer(StrictModelSerializer):
     def validate_metadata(self, metadata):
         if not isinstance(metadata, dict):
             raise serializers.ValidationError("Must be a JSON object.", code="not_an_object")
+        if _contains_nul(metadata):  # jsonb can't store it: a database error otherwise
+            raise serializers.ValidationError("Keys and strings may not contain U+0000.", code="null_characters")
         return metadata
+
+
+def _contains_nul(value):
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_contains_nul(key) or _contains_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_contains_nul(item) for item in value)
+    return False
 
 
 # Telemetry queries: query parameters in, readings and buckets out.
