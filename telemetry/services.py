@@ -6,14 +6,23 @@ import orjson
 from django.db import IntegrityError, connection, transaction
 
 from telemetry.ingest import ReadingsRefused, device_problems
+from telemetry.models import INGESTING_STATUSES
 
+NOT_NULL_VIOLATION = "23502"
 FOREIGN_KEY_VIOLATION = "23503"
 
-# One statement for the whole batch. Rows skipped by ON CONFLICT are absent from the rule trigger's transition
-# table, so a duplicate fires no rule. received_at takes its default, now().
-_INSERT_READINGS = """
+# One statement for the whole batch, and the request's only round trip besides the connection health check. It
+# also checks the devices: a reading of an unknown device, or of one whose status may not send telemetry, gets a
+# NULL device_id, which the NOT NULL constraint refuses, so the statement fails and nothing of the batch is stored
+# (reading_ingest then looks the devices up to name the readings). Rows skipped by ON CONFLICT are absent from the
+# rule trigger's transition table, so a duplicate fires no rule. received_at takes its default, now().
+_INGESTING = ", ".join(f"'{status}'" for status in INGESTING_STATUSES)  # constants: 'active', 'maintenance'
+_INSERT_READINGS = f"""
     INSERT INTO telemetry (device_id, time, metrics)
-    SELECT r.device_id, r.time, r.metrics
+    SELECT
+        (SELECT d.id FROM devices d WHERE d.id = r.device_id AND d.status IN ({_INGESTING})),
+        r.time,
+        r.metrics
     FROM jsonb_to_recordset(%s::jsonb) AS r(device_id uuid, time timestamptz, metrics jsonb)
     ON CONFLICT (device_id, time) DO NOTHING
 """
@@ -23,8 +32,9 @@ def reading_ingest(*, readings):
     """Stores validated readings (``telemetry.ingest.Reading``) and returns ``(accepted, duplicates)``, committed.
 
     A reading with the device and time of a stored one, or of an earlier one in ``readings`` (the first wins),
-    is a duplicate: not stored again, only counted. Raises ``ReadingsRefused`` when a device was deleted since
-    validation, with the same problems as for an unknown device.
+    is a duplicate: not stored again, only counted. Raises ``ReadingsRefused``, with the problems validation
+    would list, when a device is unknown or may not send telemetry (validation leaves that to this statement), also
+    when it was deleted or changed since.
     """
     first_of_each = {}
     for reading in readings:
@@ -41,8 +51,17 @@ def reading_ingest(*, readings):
             cursor.execute(_INSERT_READINGS, [rows.decode()])
             accepted = cursor.rowcount
     except IntegrityError as exc:
-        errors = device_problems(readings) if getattr(exc.__cause__, "pgcode", None) == FOREIGN_KEY_VIOLATION else []
+        errors = device_problems(readings) if _is_device_refusal(exc.__cause__) else []
         if not errors:
             raise
         raise ReadingsRefused(errors) from exc
     return accepted, len(readings) - accepted
+
+
+def _is_device_refusal(error):
+    """Whether the INSERT failed on a device: one it nulled out (unknown or not ingesting), or one deleted while
+    the statement ran (the foreign key)."""
+    pgcode = getattr(error, "pgcode", None)
+    if pgcode == NOT_NULL_VIOLATION:
+        return error.diag.column_name == "device_id"
+    return pgcode == FOREIGN_KEY_VIOLATION

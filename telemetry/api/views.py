@@ -1,8 +1,11 @@
 """API views of the telemetry app."""
 
+import logging
 from datetime import datetime
 
 import orjson
+from django.db import InterfaceError, OperationalError
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
@@ -12,13 +15,15 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
+from rest_framework.utils.mediatypes import media_type_matches
 from rest_framework.views import APIView
 
-from iothub.api.exceptions import InvalidQueryParameters
+from iothub.api.exceptions import InvalidQueryParameters, ServiceUnavailable
 from iothub.api.filters import FilterBackend
 from iothub.api.pagination import positive_int_parameter
+from iothub.api.parsers import parse_json, read_body
 from iothub.api.permissions import AnyRole, ReadAnyWriteAdmin, ReadAnyWriteOperator
-from iothub.api.problems import PROBLEM_CONTENT_TYPE, problem_body
+from iothub.api.problems import problem_response
 from telemetry.api.serializers import (
     DeviceSerializer,
     DeviceTypeSerializer,
@@ -34,6 +39,10 @@ from telemetry.ingest import MAX_BATCH, ReadingsRefused, validate_readings
 from telemetry.models import Device, DeviceType
 from telemetry.selectors import device_list, telemetry_aggregate, telemetry_latest, telemetry_readings
 from telemetry.services import reading_ingest
+
+logger = logging.getLogger(__name__)
+
+_JSON = "application/json"
 
 # A path segment that is not a UUID is a 404 at routing, never a database error.
 UUID_PATH_REGEX = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -101,11 +110,56 @@ class JsonOnlyNegotiation(DefaultContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
+def telemetry_ingest(request):
+    """A POST of readings, as a plain Django view: the hot path (DESIGN.md, "Ingest rules").
+
+    iothub.middleware.IngestFastPathMiddleware calls it for every POST to the endpoint, ahead of DRF and of the
+    middleware the endpoint doesn't need; TelemetryIngestApi routes the URL, answers the other methods and
+    describes it in OpenAPI. The responses are the ones DRF gave: the same content-type check, parser
+    (iothub.api.parsers) and problem documents. One parse, validation in plain Python (telemetry.ingest), one
+    statement that is its own transaction (telemetry.services.reading_ingest), the 201 after COMMIT.
+    """
+    try:
+        payload = _ingest_payload(request)
+    except exceptions.APIException as exc:  # 400 parse_error, 413, 415: DRF's exceptions, as its parser raised them
+        return problem_response(exc.status_code, code=str(exc.detail.code), detail=str(exc.detail))
+    try:
+        readings, errors = validate_readings(payload)
+        if not errors:
+            try:
+                accepted, duplicates = reading_ingest(readings=readings)
+            except ReadingsRefused as exc:
+                errors = exc.errors
+    except (OperationalError, InterfaceError) as exc:
+        logger.warning("database unavailable: %s", exc)
+        return problem_response(503, code="database_unavailable", detail=ServiceUnavailable.default_detail)
+    if errors:
+        detail = errors[0]["detail"] if len(errors) == 1 else f"{len(errors)} problems in the request; see errors."
+        return problem_response(400, code="invalid", detail=detail, errors=errors)
+    return HttpResponse(orjson.dumps({"accepted": accepted, "duplicates": duplicates}), status=201, content_type=_JSON)
+
+
+def _ingest_payload(request):
+    """The parsed body, decided as DRF's Request.data decides it: no body is an empty object, a content type
+    other than JSON a 415, then iothub.api.parsers' limit (413) and strict JSON (400)."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or request.META.get("HTTP_CONTENT_LENGTH") or 0)
+    except (ValueError, TypeError):
+        length = 0
+    if length == 0:
+        return {}
+    content_type = request.META.get("CONTENT_TYPE", request.META.get("HTTP_CONTENT_TYPE", ""))
+    if not media_type_matches(_JSON, content_type):
+        raise exceptions.UnsupportedMediaType(content_type)
+    return parse_json(read_body(request))
+
+
 class TelemetryIngestApi(APIView):
     """Devices post readings here. No authentication: an Authorization header, valid or not, is ignored.
 
-    The parsed body is validated in plain Python and stored with one statement (telemetry.ingest,
-    telemetry.services.reading_ingest): this is the hot path, so no serializer runs per reading.
+    POSTs are served by telemetry_ingest above, called by iothub.middleware.IngestFastPathMiddleware before the
+    request reaches this class; this class routes the URL, answers the other methods (405 problems) and carries
+    the OpenAPI description.
     """
 
     authentication_classes = []
@@ -153,17 +207,9 @@ class TelemetryIngestApi(APIView):
         ],
     )
     def post(self, request):
-        readings, errors = validate_readings(request.data)
-        if not errors:
-            try:
-                accepted, duplicates = reading_ingest(readings=readings)
-            except ReadingsRefused as exc:
-                errors = exc.errors
-        if errors:
-            detail = errors[0]["detail"] if len(errors) == 1 else f"{len(errors)} problems in the request; see errors."
-            body = problem_body(400, code="invalid", detail=detail, errors=errors)
-            return Response(body, status=400, content_type=PROBLEM_CONTENT_TYPE)
-        return Response({"accepted": accepted, "duplicates": duplicates}, status=201)
+        # Reached only without the fast-path middleware (it serves every POST): the same view, on the request DRF
+        # wraps and has not read.
+        return telemetry_ingest(request._request)
 
 
 def query_parameters(serializer_class, request, **context):

@@ -9,6 +9,7 @@ import orjson
 import psycopg2
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from telemetry.ingest import ReadingsRefused, validate_readings
 from telemetry.models import DeviceStatus, Telemetry
@@ -478,3 +479,84 @@ def test_a_device_deleted_between_lookup_and_insert_is_a_400_not_a_500(api_clien
     assert insert_waited
     body = assert_refused(response, "/device_id", code="unknown_device")
     assert body["errors"][0]["detail"] == "No device has this id."
+
+
+class TestFastPath:
+    """POSTs are served by iothub.middleware.IngestFastPathMiddleware, ahead of DRF and most middleware."""
+
+    def test_a_valid_request_costs_one_statement(self, api_client, device):
+        batch = [reading(device), reading(DeviceFactory())]
+        with CaptureQueriesContext(connection) as queries:
+            response = post(api_client, batch)
+        assert response.status_code == 201, response.content
+        # The INSERT, which also checks the devices (the savepoint around it exists only in the test's transaction).
+        statements = [query["sql"].lstrip() for query in queries if "SAVEPOINT" not in query["sql"]]
+        assert len(statements) == 1, statements
+        assert statements[0].startswith("INSERT INTO telemetry")
+
+    def test_a_device_retired_after_validation_is_refused_by_the_insert(self, device):
+        readings, errors = validate_readings([reading(device), reading(device, ago(minutes=2))])
+        assert errors == []
+        device.status = DeviceStatus.RETIRED
+        device.save()
+        with pytest.raises(ReadingsRefused) as refused:
+            reading_ingest(readings=readings)
+        assert [(error["pointer"], error["code"]) for error in refused.value.errors] == [
+            ("/0/device_id", "device_not_ingesting"),
+            ("/1/device_id", "device_not_ingesting"),
+        ]
+        assert not Telemetry.objects.exists()
+
+    def test_responses_keep_the_security_headers_and_a_content_length(self, api_client, device):
+        for response in (post(api_client, reading(device)), post_raw(api_client, b"[")):
+            assert response["X-Frame-Options"] == "DENY"
+            assert response["X-Content-Type-Options"] == "nosniff"
+            assert response["Referrer-Policy"] == "same-origin"
+            assert int(response["Content-Length"]) == len(response.content)
+
+    def test_a_host_not_allowed_is_refused(self, api_client, device):
+        response = post(api_client, reading(device), HTTP_HOST="evil.example.com")
+        assert_problem(response, 400, "bad_request")
+        assert not Telemetry.objects.exists()
+
+    def test_a_lost_database_is_a_503_problem(self, api_client, device, monkeypatch):
+        from django.db import OperationalError
+
+        import telemetry.api.views
+
+        def unavailable(**kwargs):
+            raise OperationalError("connection refused")
+
+        monkeypatch.setattr(telemetry.api.views, "reading_ingest", unavailable)
+        body = assert_problem(post(api_client, reading(device)), 503, "database_unavailable")
+        assert body["detail"] == "The database is unavailable."
+
+    @pytest.mark.parametrize(
+        ("body", "content_type"),
+        [
+            (None, "application/json"),  # a valid reading
+            (b"[", "application/json"),
+            (b"{}", "application/json"),
+            (b"", "application/json"),
+            (b"", "text/plain"),
+            (b'{"a": 1}', "text/plain"),
+            (b'{"a": 1}', "application/json; charset=utf-8"),
+            (b"[]", "application/*"),
+            (b"x" * (1024 * 1024 + 1), "application/json"),
+        ],
+        ids=["201", "parse_error", "invalid", "empty", "empty_text", "415", "charset", "wildcard", "413"],
+    )
+    def test_the_drf_view_answers_exactly_like_the_fast_path(self, api_client, settings, body, content_type):
+        device = DeviceFactory()
+        time_ = ago(minutes=1)
+
+        def answer():
+            payload = body if body is not None else orjson.dumps(reading(device, time_))
+            response = post_raw(api_client, payload, content_type=content_type)
+            Telemetry.objects.all().delete()
+            return response.status_code, response["Content-Type"], response.content
+
+        fast = answer()
+        settings.MIDDLEWARE = [name for name in settings.MIDDLEWARE if not name.endswith("IngestFastPathMiddleware")]
+        api_client.handler.load_middleware()
+        assert answer() == fast
