@@ -16,9 +16,11 @@ PY_SPY = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil
 # (category, predicate on a frame "function (path:line)"): a sample goes to the first category any of its frames
 # matches.
 CATEGORIES = [
+    # CONN_HEALTH_CHECKS: Django's SELECT 1 before the first query of each request on a reused connection.
+    ("database: connection health check (is_usable)", lambda f: "is_usable (" in f),
     ("database: ingest INSERT (telemetry.services)", lambda f: "reading_ingest (" in f and "services.py" in f),
     ("database: device lookup (telemetry.ingest)", lambda f: "_device_errors (" in f),
-    ("database: other queries (connection checks, health)", lambda f: "django/db/" in f),
+    ("database: other queries", lambda f: "django/db/" in f),
     ("validation (telemetry/ingest.py)", lambda f: "telemetry/ingest.py" in f),
     ("JSON parsing of the body", lambda f: "parsers.py" in f or "json" in f.split(" (")[0]),
     ("response rendering (DRF renderer)", lambda f: "renderers.py" in f),
