@@ -2,6 +2,7 @@
 
 import tempfile
 
+import psycopg2
 import pytest
 from django.conf import settings
 from django.core.cache import cache
@@ -50,6 +51,12 @@ def _clear_cache():
 def api_client():
     """An anonymous client speaking HTTPS."""
     return APIClient(**HTTPS)
+
+
+def connect_separately():
+    """A psycopg2 connection of its own to the test database, outside Django's: to see what is committed, or to
+    write concurrently."""
+    return psycopg2.connect(**connection.get_connection_params())
 
 
 def client_for(user):

@@ -8,12 +8,12 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pgtrigger
-import psycopg2
 import pytest
 from django.db import IntegrityError, connection, transaction
 
 from rules.models import Event, EventStatus, Notification, Rule
 from telemetry.models import DeviceStatus, Telemetry
+from tests.conftest import connect_separately
 from tests.factories import DeviceFactory, DeviceTypeFactory, NotificationChannelFactory, RuleFactory
 
 from .conftest import insert_readings
@@ -340,17 +340,6 @@ def test_a_deleted_rule_leaves_its_events_and_a_deleted_device_takes_them_along(
     assert not Telemetry.objects.filter(device_id=deleted_pk).exists()
 
 
-def _connect():
-    settings = connection.settings_dict
-    return psycopg2.connect(
-        dbname=settings["NAME"],
-        user=settings["USER"],
-        password=settings["PASSWORD"],
-        host=settings["HOST"],
-        port=settings["PORT"],
-    )
-
-
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_batches_share_one_event_per_rule_and_device():
     rule = RuleFactory()
@@ -364,7 +353,7 @@ def test_concurrent_batches_share_one_event_per_rule_and_device():
 
     def run(batch):
         try:
-            with _connect() as conn, conn.cursor() as cursor:
+            with connect_separately() as conn, conn.cursor() as cursor:
                 barrier.wait()
                 insert_readings(batch, cursor=cursor)
         except Exception as exc:
@@ -388,7 +377,7 @@ def test_notify_is_sent_only_when_notifications_were_queued():
     RuleFactory(channels=[NotificationChannelFactory()])
     RuleFactory(name="no channels", metric="humidity")
     device = DeviceFactory()
-    listener = _connect()
+    listener = connect_separately()
     listener.autocommit = True
     try:
         with listener.cursor() as cursor:
@@ -504,7 +493,7 @@ def test_concurrent_batches_bumping_and_creating_events_in_opposite_orders_do_no
 
     def run(rows):
         try:
-            with _connect() as conn, conn.cursor() as cursor:
+            with connect_separately() as conn, conn.cursor() as cursor:
                 barrier.wait()
                 insert_readings(rows, cursor=cursor)
         except Exception as exc:

@@ -6,7 +6,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import orjson
-import psycopg2
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -14,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from telemetry.ingest import ReadingsRefused, validate_readings
 from telemetry.models import DeviceStatus, Telemetry
 from telemetry.services import reading_ingest
-from tests.conftest import assert_problem
+from tests.conftest import assert_problem, connect_separately
 from tests.factories import DeviceFactory
 
 pytestmark = pytest.mark.django_db
@@ -408,18 +407,6 @@ class TestTransport:
         schema = operation["requestBody"]["content"]["application/json"]["schema"]
         assert [alternative["type"] for alternative in schema["oneOf"]] == ["object", "array"]
         assert set(operation["responses"]) >= {"201", "400", "413", "415"}
-
-
-def connect_separately():
-    """A psycopg2 connection of its own to the test database, outside Django's."""
-    settings = connection.settings_dict
-    return psycopg2.connect(
-        dbname=settings["NAME"],
-        user=settings["USER"],
-        password=settings["PASSWORD"],
-        host=settings["HOST"],
-        port=settings["PORT"],
-    )
 
 
 @pytest.mark.django_db(transaction=True)
