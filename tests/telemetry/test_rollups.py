@@ -410,3 +410,36 @@ def test_a_waiting_refresh_waits_for_running_writers(committed_rollups, device):
     finally:
         writer.close()
     assert store_rows(STORES[0], device) == want_rows([(when, {"t": 3})], timedelta(minutes=1))
+
+
+def _plan_relations(plan):
+    """``{(node type, relation or index)}`` of every node of an EXPLAIN (FORMAT JSON) plan."""
+    found = set()
+    stack = [plan]
+    while stack:
+        node = stack.pop()
+        for key in ("Relation Name", "Index Name"):
+            if key in node:
+                found.add((node["Node Type"], node[key]))
+        stack.extend(node.get("Plans", []))
+    return found
+
+
+def test_an_aggregate_query_reads_the_store_by_index_and_only_the_raw_tail(device, three_days):
+    refresh()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT c::text FROM show_chunks('telemetry') c")
+        raw_chunks = {name.split(".")[-1] for (name,) in cursor.fetchall()}
+        cursor.execute(
+            "EXPLAIN (FORMAT JSON) SELECT bucket, metric, count, sum FROM telemetry_1h"
+            " WHERE device_id = %s AND bucket >= now() - interval '4 days' AND bucket < now()",
+            [device.id],
+        )
+        plan = cursor.fetchone()[0][0]["Plan"]
+    relations = _plan_relations(plan)
+    assert len(raw_chunks) >= 4
+    raw_read = {name for _, name in relations if name in raw_chunks}
+    assert len(raw_read) == 1  # the chunk holding the watermark: the tail, not the three days
+    store_reads = {(node, name) for node, name in relations if "store_1h_pkey" in name}
+    assert store_reads
+    assert all(node in ("Index Scan", "Bitmap Index Scan", "Index Only Scan") for node, _ in store_reads)
