@@ -4,7 +4,6 @@ front of gunicorn serving the app on the test database, spoken to over real TLS.
 import http.client
 import json
 import os
-import socket
 import ssl
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import pytest
 from django.db import connection
 
 from bench.nginx import NGINX, ROOT, write_config
+from bench.stack import free_port, port_open
 
 INGEST = "/api/v1/telemetry/ingest/"
 PROBLEM_MEMBERS = {"type", "title", "status", "detail", "code", "errors"}
@@ -25,12 +25,6 @@ pytestmark = [
     # gunicorn is another process: it sees only what is committed.
     pytest.mark.django_db(transaction=True),
 ]
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def stop(process):
@@ -50,14 +44,6 @@ def wait_until(ready, process, log, timeout=30):
             stop(process)
             pytest.fail(f"{process.args[0]} did not start:\n{log.read_text()[-4000:]}")
         time.sleep(0.1)
-
-
-def port_open(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 @dataclass

@@ -13,7 +13,6 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import psycopg2
 import pytest
 
 # The proxy fixtures (nginx on the production template, gunicorn on the test database) for test_transport.py.
+from bench.stack import free_port, port_open
 from tests.deploy.test_proxy_tls import certificate, gunicorn, start_proxy, tls  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,20 +88,6 @@ def hard_timeout(request):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "time_limit(seconds): the hard limit of a reliability test (default 60 s)")
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def port_open(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def wait_for(condition, *, timeout, interval=0.1, message="condition"):
