@@ -1,0 +1,4 @@
+-- Undoes 0008_evaluation_state.sql (the rule trigger of the previous migration computes the values itself).
+DROP TRIGGER rules_refresh_evaluation_state ON public.rules;
+DROP FUNCTION public.rules_refresh_evaluation_state();
+DROP TABLE public.rule_evaluation_state;
