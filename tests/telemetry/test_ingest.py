@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
-from django.db import connection
+from django.db import close_old_connections, connection
 from django.test.utils import CaptureQueriesContext
 
+import telemetry.services
 from telemetry.ingest import ReadingsRefused, validate_readings
 from telemetry.models import DeviceStatus, Telemetry
 from telemetry.services import reading_ingest
@@ -424,6 +425,50 @@ def test_a_201_means_the_readings_are_committed(api_client):
         other.close()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_broken_between_requests_is_replaced_and_the_readings_stored(api_client):
+    """Ingest skips Django's per-request health check: a connection that broke while idle fails the INSERT, which is
+    sent again on a new connection — the device gets its 201, not a 503."""
+    device = DeviceFactory()
+    assert post(api_client, reading(device, ago(minutes=2))).status_code == 201
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        broken_pid = cursor.fetchone()[0]
+    other = connect_separately()
+    try:
+        other.autocommit = True
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s, 5000)", [broken_pid])
+            assert cursor.fetchone() == (True,)
+            response = post(api_client, reading(device, ago(minutes=1)))
+            assert response.status_code == 201, response.content
+            assert response.json() == {"accepted": 1, "duplicates": 0}
+            cursor.execute("SELECT count(*) FROM telemetry WHERE device_id = %s", [str(device.id)])
+            assert cursor.fetchone() == (2,)
+    finally:
+        other.close()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        assert cursor.fetchone()[0] != broken_pid
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ingest_sends_no_health_check_while_other_requests_do(api_client, monkeypatch):
+    device = DeviceFactory()  # the connection is open: the next request would check it
+    checks = []
+    usable = connection.is_usable
+    monkeypatch.setattr(connection, "is_usable", lambda: checks.append(1) or usable())
+
+    def checks_during(request):
+        close_old_connections()  # what gunicorn's request_started signal does (Django's test client skips it)
+        checks.clear()
+        request()
+        return len(checks)
+
+    assert checks_during(lambda: post(api_client, reading(device))) == 0
+    assert checks_during(lambda: api_client.get("/api/v1/health/")) == 1
+
+
 def wait_for_a_lock_wait(observer, statement):
     """True once a backend running ``statement`` waits for a lock (within 5 s)."""
     with observer.cursor() as cursor:
@@ -457,7 +502,7 @@ def test_a_device_deleted_between_lookup_and_insert_is_a_400_not_a_500(api_clien
     with ThreadPoolExecutor(max_workers=1) as pool:
         request = pool.submit(ingest)
         try:
-            insert_waited = wait_for_a_lock_wait(observer, "INSERT INTO telemetry")
+            insert_waited = wait_for_a_lock_wait(observer, "EXECUTE telemetry_insert_readings")
         finally:
             deleter.commit()  # whatever happened, never leave the request blocked
             deleter.close()
@@ -472,14 +517,26 @@ class TestFastPath:
     """POSTs are served by iothub.middleware.IngestFastPathMiddleware, ahead of DRF and most middleware."""
 
     def test_a_valid_request_costs_one_statement(self, api_client, device):
-        batch = [reading(device), reading(DeviceFactory())]
-        with CaptureQueriesContext(connection) as queries:
-            response = post(api_client, batch)
-        assert response.status_code == 201, response.content
-        # The INSERT, which also checks the devices (the savepoint around it exists only in the test's transaction).
-        statements = [query["sql"].lstrip() for query in queries if "SAVEPOINT" not in query["sql"]]
-        assert len(statements) == 1, statements
-        assert statements[0].startswith("INSERT INTO telemetry")
+        def statements_of(batch):
+            with CaptureQueriesContext(connection) as queries:
+                response = post(api_client, batch)
+            assert response.status_code == 201, response.content
+            # The savepoint around the INSERT exists only in the test's transaction.
+            return [query["sql"].lstrip() for query in queries if "SAVEPOINT" not in query["sql"]]
+
+        # The connection's first ingest prepares the INSERT (which also checks the devices), the others execute it.
+        # This connection served other tests: start it afresh.
+        with connection.cursor() as cursor:
+            cursor.execute("DEALLOCATE ALL")
+            telemetry.services._prepared_on.discard(cursor.connection)
+        first = statements_of([reading(device), reading(DeviceFactory())])
+        assert [sql.split("(")[0] for sql in first] == [
+            "PREPARE telemetry_insert_readings ",
+            "EXECUTE telemetry_insert_readings ",
+        ]
+        assert "INSERT INTO telemetry" in first[0]
+        later = statements_of([reading(device, ago(minutes=3)), reading(DeviceFactory())])
+        assert [sql.split("(")[0] for sql in later] == ["EXECUTE telemetry_insert_readings "]
 
     def test_a_device_retired_after_validation_is_refused_by_the_insert(self, device):
         readings, errors = validate_readings([reading(device), reading(device, ago(minutes=2))])
