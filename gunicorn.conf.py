@@ -11,7 +11,9 @@ threads = int(os.environ.get("GUNICORN_THREADS", "2"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 20
 keepalive = 5
-accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
+# Off unless set ("-" is stdout): in the container stack nginx logs every request already, and gunicorn's own line
+# cost ~15 % of a worker's CPU per single-reading ingest (py-spy, bench/). `make run`, without nginx, sets a file.
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 # TLS when gunicorn faces clients itself (`make run`); behind the proxy these stay unset.
 certfile = os.environ.get("GUNICORN_CERTFILE") or None

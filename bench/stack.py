@@ -219,7 +219,7 @@ class Stack:
         env = {
             **self.env,
             "GUNICORN_BIND": f"127.0.0.1:{self.gunicorn_port}",
-            "GUNICORN_ACCESS_LOG": str(self.dir / "logs" / "access.log"),
+            "GUNICORN_ACCESS_LOG": "",  # off, as in the container stack: nginx logs every request
         }
         with (self.dir / "logs" / "gunicorn.log").open("w") as output:
             self.gunicorn = subprocess.Popen(
