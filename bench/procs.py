@@ -85,7 +85,7 @@ class Group:
 class Sampler:
     """``with sampler.measure() as figures:`` peak memory and CPU seconds of each group while the block runs."""
 
-    def __init__(self, groups, interval=0.25):
+    def __init__(self, groups, interval=1.0):
         self.groups = groups
         self.interval = interval
 
