@@ -37,6 +37,7 @@ def write_config(directory, variables, *, worker_processes="1", worker_connectio
         f"""daemon off;
 worker_processes {worker_processes};
 pid {directory}/nginx.pid;
+error_log {directory}/error.log notice;
 {"user root;" if os.geteuid() == 0 else ""}
 events {{ worker_connections {worker_connections}; }}
 http {{
