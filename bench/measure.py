@@ -105,19 +105,30 @@ class Bench:
         health = self.get_env("health", ["/api/v1/health/"])
         figures = {}
         with self.sampler.measure() as memory:
-            log("(1) trivial endpoint (health), unpaced")
-            figures["trivial_max"] = wrk.run(
-                self.url, seconds=plan.max_seconds, threads=2, connections=32, env=health
-            ).summary()
-            attempts = []
-            for connections in (32, 16, 8):
-                log(f"(1) single-reading ingest, unpaced, {connections} connections")
-                result = self.ingest(plan.max_seconds, threads=2, connections=connections)
-                attempts.append(result.summary())
-                if result.error_count == 0:
-                    break
-            figures["ingest_max"] = attempts[-1]
-            figures["ingest_max_attempts"] = attempts
+            # The trivial endpoint and ingest alternate, round after round, so a slow stretch of a shared machine
+            # hits both; the round with the median ingest rate is reported, the median of the rounds' ratios, and
+            # every round is kept.
+            rounds = []
+            for round_ in range(plan.max_rounds):
+                log(f"(1) round {round_ + 1}: trivial endpoint (health), unpaced")
+                trivial = wrk.run(self.url, seconds=plan.max_seconds, threads=2, connections=32, env=health).summary()
+                attempts = []
+                for connections in (32, 16, 8):
+                    log(f"(1) round {round_ + 1}: single-reading ingest, unpaced, {connections} connections")
+                    result = self.ingest(plan.max_seconds, threads=2, connections=connections)
+                    attempts.append(result.summary())
+                    if result.error_count == 0:
+                        break
+                ingest = attempts[-1]
+                ratio = round(ingest["requests_per_second"] / trivial["requests_per_second"], 3)
+                rounds.append({"trivial": trivial, "ingest": ingest, "ingest_attempts": attempts, "ratio": ratio})
+            median = sorted(rounds, key=lambda r: r["ingest"]["requests_per_second"])[len(rounds) // 2]
+            figures["trivial_max"] = median["trivial"]
+            figures["ingest_max"] = median["ingest"]
+            figures["ratio_ingest_to_trivial"] = statistics.median(r["ratio"] for r in rounds)
+            figures["max_rounds"] = rounds
+            # Errors of any round count against the goal, not only the median one's.
+            figures["ingest_max_errors"] = sum(r["ingest"]["errors"] for r in rounds)
             for label, rate in (("nominal", NOMINAL_RATE), ("ten_x", 10 * NOMINAL_RATE)):
                 log(f"(1) single-reading ingest at {rate}/s")
                 figures[f"ingest_{label}"] = self.ingest(
@@ -127,8 +138,6 @@ class Bench:
                 figures[f"trivial_{label}"] = wrk.run(
                     self.url, seconds=plan.paced_seconds, threads=2, connections=64, env=health, rate=rate
                 ).summary()
-        trivial, ingest = figures["trivial_max"], figures["ingest_max"]
-        figures["ratio_ingest_to_trivial"] = round(ingest["requests_per_second"] / trivial["requests_per_second"], 3)
         for label in ("nominal", "ten_x"):
             ingest_p99 = figures[f"ingest_{label}"]["latency_ms"]["99"]
             trivial_p99 = figures[f"trivial_{label}"]["latency_ms"]["99"]

@@ -10,6 +10,7 @@ class Plan:
     name: str
     durable: bool
     max_seconds: int  # unpaced runs: maximum throughput
+    max_rounds: int  # (1): trivial and ingest alternate this many times; the median round is reported
     paced_seconds: int  # runs at a fixed rate: latency
     profile_seconds: int
     batch_seconds: int
@@ -24,7 +25,7 @@ class Plan:
 
 
 PLANS = {
-    "full": Plan("full", True, 12, 12, 10, 12, 200_000, 100, 2, 0.05, 90, 8, 20, 30),
-    "smoke": Plan("smoke", False, 1, 1, 1, 1, 5_000, 3, 1, 0.01, 2, 1, 1, 2),
-    "soak": Plan("soak", True, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+    "full": Plan("full", True, 8, 3, 12, 10, 12, 200_000, 100, 2, 0.05, 90, 8, 20, 30),
+    "smoke": Plan("smoke", False, 1, 1, 1, 1, 1, 5_000, 3, 1, 0.01, 2, 1, 1, 2),
+    "soak": Plan("soak", True, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
 }

@@ -76,10 +76,10 @@ def goals(results):
     rows = []
     single = results.get("single_ingest")
     if single:
-        best = single["ingest_max"]
+        median, errors = single["ingest_max"], single["ingest_max_errors"]
         rows.append(("single-reading ingest ≥ 1,000 readings/s, 0 errors",
-                     f"{best['requests_per_second']:,.0f}/s, {best['errors']} errors",
-                     best["requests_per_second"] >= 1000 and best["errors"] == 0))  # fmt: skip
+                     f"{median['requests_per_second']:,.0f}/s (median of {len(single['max_rounds'])} rounds), "
+                     f"{errors} errors", median["requests_per_second"] >= 1000 and errors == 0))  # fmt: skip
         nominal = single["ingest_nominal"]
         rows.append(("single-reading p99 ≤ 50 ms at nominal load (100/s)",
                      f"p99 {nominal['latency_ms']['99']} ms", nominal["latency_ms"]["99"] <= 50))  # fmt: skip
@@ -180,9 +180,17 @@ def render(results):
                 f"| {label} | {f['connections']} | {f.get('target_rate') or '-'} | {f['requests_per_second']:,.0f} | "
                 f"{f['errors']} | {_latency(f, '50', '90', '99', 'max')} | {f['generator_cpu_percent_of_one_core']} |"
             )
+        rounds = ", ".join(
+            f"{r['ingest']['requests_per_second']:,.0f} / {r['trivial']['requests_per_second']:,.0f} ({r['ratio']})"
+            for r in single["max_rounds"]
+        )
         lines += [
             "",
-            f"Ratio ingest / trivial (unpaced throughput): **{single['ratio_ingest_to_trivial']}**. "
+            f"Unpaced rounds, ingest / trivial requests/s (ratio), in order: {rounds}; the table shows the round with "
+            "the median ingest rate.",
+            "",
+            "Ratio ingest / trivial (unpaced throughput, median of the rounds): "
+            f"**{single['ratio_ingest_to_trivial']}**. "
             f"p99 ingest / trivial: {single['p99_ratio_nominal']} at nominal, {single['p99_ratio_ten_x']} at 10x. "
             f"Paced runs sent {single['ingest_nominal']['late_requests']} (nominal) and "
             f"{single['ingest_ten_x']['late_requests']} (10x) requests more than 10 ms behind schedule.",
