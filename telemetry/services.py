@@ -20,7 +20,7 @@ FOREIGN_KEY_VIOLATION = "23503"
 # (reading_ingest then looks the devices up to name the readings). Rows skipped by ON CONFLICT are absent from the
 # rule trigger's transition table, so a duplicate fires no rule. received_at takes its default, now().
 _INGESTING = ", ".join(f"'{status}'" for status in INGESTING_STATUSES)  # constants: 'active', 'maintenance'
-INSERT_READINGS = f"""
+_INSERT_READINGS = f"""
     INSERT INTO telemetry (device_id, time, metrics)
     SELECT
         (SELECT d.id FROM devices d WHERE d.id = r.device_id AND d.status IN ({_INGESTING})),
@@ -33,7 +33,7 @@ INSERT_READINGS = f"""
 # Prepared once per database connection: planning the INSERT into the hypertable cost more server CPU than
 # executing it for a single reading (≈ 0.2 ms of ≈ 0.6 ms). psycopg2 has no protocol-level prepared statements,
 # hence SQL's PREPARE/EXECUTE; a prepared statement outlives a rolled-back transaction and goes with its session.
-_PREPARE = f"PREPARE telemetry_insert_readings (jsonb) AS {INSERT_READINGS}"
+_PREPARE = f"PREPARE telemetry_insert_readings (jsonb) AS {_INSERT_READINGS}"
 _EXECUTE = "EXECUTE telemetry_insert_readings (%s)"
 _prepared_on = weakref.WeakSet()  # psycopg2 connections whose session has the statement
 
@@ -62,14 +62,14 @@ def reading_ingest(*, readings):
         first_of_each.setdefault((reading.device_id, reading.time), reading)
     rows = orjson.dumps(
         [{"device_id": r.device_id, "time": r.time, "metrics": r.metrics} for r in first_of_each.values()]
-    )
+    ).decode()
     try:
         if connection.in_atomic_block:
             # Inside a caller's transaction, a savepoint keeps a foreign key failure from aborting it.
             with transaction.atomic(), connection.cursor() as cursor:
-                accepted = insert_readings(cursor, rows.decode())
+                accepted = insert_readings(cursor, rows)
         else:
-            accepted = _insert_alone(rows.decode())
+            accepted = _insert_alone(rows)
     except IntegrityError as exc:
         errors = device_problems(readings) if _is_device_refusal(exc.__cause__) else []
         if not errors:
@@ -94,7 +94,7 @@ def _insert_alone(rows):
         with connection.cursor() as cursor:
             return insert_readings(cursor, rows)
     except (OperationalError, InterfaceError):
-        if not reused or not connection.connection.closed:  # psycopg2: 0 while the connection is usable
+        if not reused or connection.is_usable():  # no round trip on a connection psycopg2 knows is broken
             raise
         logger.info("ingest: the database connection was broken; sending the readings on a new one")
         connection.close()
