@@ -17,8 +17,19 @@ COMMENT ON TABLE public.rule_evaluation_state IS
     'What telemetry_evaluate_rules reads first (one row): rules_prefilter() and whether an enabled rule auto-resolves, '
     'recomputed by the trigger rules_refresh_evaluation_state whenever rules change.';
 
-CREATE FUNCTION public.rules_refresh_evaluation_state()
-RETURNS trigger
+CREATE FUNCTION public.rules_auto_resolving()
+RETURNS boolean
+LANGUAGE sql
+STABLE PARALLEL SAFE
+AS $$
+    SELECT EXISTS (SELECT FROM public.rules WHERE enabled AND auto_resolve)
+$$;
+
+COMMENT ON FUNCTION public.rules_auto_resolving() IS
+    'Whether an enabled rule has auto_resolve: the second value of rule_evaluation_state.';
+
+CREATE FUNCTION public.rule_evaluation_state_refresh()
+RETURNS void
 LANGUAGE plpgsql
 AS $$
 BEGIN
@@ -28,21 +39,25 @@ BEGIN
     -- transaction that held the lock before: the last transaction to commit leaves the values of all rules.
     LOCK TABLE public.rule_evaluation_state IN SHARE ROW EXCLUSIVE MODE;
     INSERT INTO public.rule_evaluation_state AS s (singleton, prefilter, auto_resolving, refreshed_at)
-    VALUES (
-        true,
-        public.rules_prefilter(),
-        EXISTS (SELECT FROM public.rules WHERE enabled AND auto_resolve),
-        clock_timestamp()
-    )
+    VALUES (true, public.rules_prefilter(), public.rules_auto_resolving(), clock_timestamp())
     ON CONFLICT (singleton) DO UPDATE
     SET prefilter = excluded.prefilter, auto_resolving = excluded.auto_resolving,
         refreshed_at = excluded.refreshed_at;
-    RETURN NULL;
 END;
 $$;
 
-COMMENT ON FUNCTION public.rules_refresh_evaluation_state() IS
-    'Trigger function: recomputes rule_evaluation_state from the rules, serialising concurrent rule edits.';
+COMMENT ON FUNCTION public.rule_evaluation_state_refresh() IS
+    'Recomputes rule_evaluation_state from the rules, serialising concurrent rule edits.';
+
+CREATE FUNCTION public.rules_refresh_evaluation_state()
+RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM public.rule_evaluation_state_refresh();
+    RETURN NULL;
+END;
+$$;
 
 -- Every way rules change, cascades from deleted devices included; statement level: once per statement.
 -- Not a pgtrigger trigger: pgtrigger.ignore() (used by backfills) must never leave this row stale.
@@ -50,6 +65,4 @@ CREATE TRIGGER rules_refresh_evaluation_state
 AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON public.rules
 FOR EACH STATEMENT EXECUTE FUNCTION public.rules_refresh_evaluation_state();
 
-INSERT INTO public.rule_evaluation_state (singleton, prefilter, auto_resolving, refreshed_at)
-SELECT true, public.rules_prefilter(), EXISTS (SELECT FROM public.rules WHERE enabled AND auto_resolve),
-    clock_timestamp();
+SELECT public.rule_evaluation_state_refresh();

@@ -23,7 +23,7 @@ def state(cursor=None):
     """(prefilter as text, auto_resolving) from the row, and the same computed from the rules now."""
     sql = """
         SELECT s.prefilter::text, s.auto_resolving,
-            rules_prefilter()::text, EXISTS (SELECT FROM rules WHERE enabled AND auto_resolve)
+            rules_prefilter()::text, rules_auto_resolving()
         FROM rule_evaluation_state s
     """
     if cursor is None:
