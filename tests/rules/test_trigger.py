@@ -340,6 +340,29 @@ def test_a_deleted_rule_leaves_its_events_and_a_deleted_device_takes_them_along(
     assert not Telemetry.objects.filter(device_id=deleted_pk).exists()
 
 
+def insert_concurrently(batches):
+    """Inserts each batch on a connection of its own, all starting together; returns the errors raised."""
+    barrier, errors = threading.Barrier(len(batches)), []
+
+    def run(batch):
+        conn = connect_separately()
+        try:
+            with conn, conn.cursor() as cursor:  # commits
+                barrier.wait()
+                insert_readings(batch, cursor=cursor)
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=run, args=(batch,)) for batch in batches]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return errors
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_batches_share_one_event_per_rule_and_device():
     rule = RuleFactory()
@@ -349,22 +372,7 @@ def test_concurrent_batches_share_one_event_per_rule_and_device():
         # The other connection's readings are 1000 s later, its devices in the opposite order.
         [(d, t + timedelta(seconds=1000), m) for d, t, m in reversed(breaching_batch(devices, 100, 5))],
     ]
-    barrier, errors = threading.Barrier(2), []
-
-    def run(batch):
-        try:
-            with connect_separately() as conn, conn.cursor() as cursor:
-                barrier.wait()
-                insert_readings(batch, cursor=cursor)
-        except Exception as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(batch,)) for batch in batches]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert errors == []
+    assert insert_concurrently(batches) == []
     assert Telemetry.objects.count() == 2000
     events = Event.objects.filter(rule=rule)
     assert events.count() == 10
@@ -489,22 +497,7 @@ def test_concurrent_batches_bumping_and_creating_events_in_opposite_orders_do_no
         return [(d.pk, at(offset + i), {"temperature": 40 + i, "humidity": 90}) for d in order for i in range(3)]
 
     batches = [batch(100, devices), batch(200, list(reversed(devices)))]
-    barrier, errors = threading.Barrier(2), []
-
-    def run(rows):
-        try:
-            with connect_separately() as conn, conn.cursor() as cursor:
-                barrier.wait()
-                insert_readings(rows, cursor=cursor)
-        except Exception as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(rows,)) for rows in batches]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert errors == []
+    assert insert_concurrently(batches) == []
     for r in (rule, other):
         events = Event.objects.filter(rule=r)
         assert events.count() == 20
