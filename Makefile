@@ -1,8 +1,12 @@
 # Everything runs without Docker on Debian/Ubuntu (root or sudo); see README.md.
-.PHONY: test run stop psql lint format bench bench-smoke bench-soak
+.PHONY: test run stop reset psql lint format bench bench-smoke bench-soak
 
 # Pytest arguments: make test ARGS="tests/iothub -k health"
 ARGS ?=
+# TimescaleDB edition for make test/run/bench: timescale or apache (default: both for test, else the fullest)
+export EDITION
+# A TimescaleDB source archive to build the community edition from (default: ../shared/vendor/… when present)
+export TIMESCALEDB_SOURCE
 # One statement for make psql: make psql SQL="SELECT 1"
 export SQL
 # How long make bench-soak holds 10x nominal load: 90, 90s, 15m, 2h
@@ -18,6 +22,10 @@ run:
 
 stop:
 	@bash scripts/dev/stop.sh
+
+# Stops make run and deletes its local state (cluster, data, secrets, certificate): a fresh start.
+reset:
+	@bash scripts/dev/reset.sh
 
 psql:
 	@bash scripts/dev/psql.sh

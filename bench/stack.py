@@ -174,6 +174,10 @@ class Stack:
         log(f"PostgreSQL + TimescaleDB on 127.0.0.1:{self.pg_port} ({self.cluster})")
         # `make run`'s settings (durable commits) unless the run only checks that the harness works.
         extra = "" if self.durable else "fsync = off\nfull_page_writes = off\nsynchronous_commit = off"
+        # EDITION=timescale|apache as for make test; by default the fullest edition the library serves.
+        self.edition = lib("chosen_edition", capture=True)
+        extra += "\n" + lib("edition_conf", self.edition, capture=True)
+        log(f"TimescaleDB edition: {self.edition}")
         lib("cluster_init", self.cluster, self.pg_port, extra)
         lib("cluster_start", self.cluster)
         self.cluster_started = True

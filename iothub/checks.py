@@ -3,6 +3,8 @@
 from django.core import checks
 from django.db import connections
 
+from iothub import edition
+
 
 @checks.register(checks.Tags.compatibility)
 def check_database_driver(app_configs, **kwargs):
@@ -19,4 +21,17 @@ def check_database_driver(app_configs, **kwargs):
                     id="iothub.E001",
                 )
             )
+    return errors
+
+
+@checks.register(checks.Tags.database)
+def check_timescaledb_edition(app_configs, databases=None, **kwargs):
+    """The library serves the edition the database was migrated under. Database checks run in ``migrate`` (before
+    anything is migrated) and ``manage.py check --database default``."""
+    errors = []
+    for alias in databases or ():
+        try:
+            edition.check(connections[alias])
+        except edition.EditionMismatch as mismatch:
+            errors.append(checks.Error(str(mismatch), id="iothub.E002"))
     return errors

@@ -5,6 +5,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db.migrations.operations.base import Operation
 
+from iothub import edition
+
 SQL_DIR = Path(settings.BASE_DIR) / "sql"
 
 
@@ -48,21 +50,12 @@ class RunSQLFile(Operation):
         schema_editor.execute((SQL_DIR / path).read_text(), params=None)
 
 
-def timescaledb_edition(connection):
-    """``"timescale"`` when the TSL (community) features are available, else ``"apache"``."""
-    with connection.cursor() as cursor:
-        # The setting is NULL until the extension is loaded in the session; touching its catalog loads it.
-        cursor.execute("SELECT count(*) FROM timescaledb_information.hypertables")
-        cursor.execute("SELECT current_setting('timescaledb.license', true)")
-        license_ = cursor.fetchone()[0]
-    return "timescale" if license_ == "timescale" else "apache"
-
-
 class RunSQLFileForEdition(Operation):
-    """Executes ``sql/<timescale>`` on a build with TimescaleDB's TSL features, else ``sql/<apache>``.
+    """Executes ``sql/<timescale>`` on the community (TSL) edition of TimescaleDB, else ``sql/<apache>``.
 
-    The edition is detected when the migration runs, so one migration serves the Docker image (continuous
-    aggregates) and the Apache-only Debian build (plain views). ``reverse_timescale``/``reverse_apache`` undo
+    The edition is the database's recorded one (iothub.edition), or before it is recorded the one the library
+    serves, so one migration serves the container image (continuous aggregates) and the Apache-2 edition (plain
+    views). ``reverse_timescale``/``reverse_apache`` undo
     them; without both, the migration is irreversible.
     """
 
@@ -95,5 +88,5 @@ class RunSQLFileForEdition(Operation):
 
     @staticmethod
     def _run(schema_editor, paths):
-        path = paths[timescaledb_edition(schema_editor.connection)]
+        path = paths[edition.current(schema_editor.connection)]
         schema_editor.execute((SQL_DIR / path).read_text(), params=None)

@@ -29,8 +29,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from psycopg2 import sql
 
-TIMESCALE = "timescale"
-APACHE = "apache"
+from iothub.edition import TIMESCALE
+from iothub.edition import current as current_edition
 
 HYPERTABLE = "telemetry"
 # What `ALTER TABLE telemetry SET (timescaledb.compress, ...)` below declares, as the information views show it.
@@ -156,10 +156,8 @@ class RollupsUnavailable(Exception):
 
 
 def edition():
-    """``"timescale"`` when the TSL (community) features are available, else ``"apache"``."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT coalesce(current_setting('timescaledb.license', true), %s)", [APACHE])
-        return cursor.fetchone()[0]
+    """The database's TimescaleDB edition, ``"timescale"`` or ``"apache"`` (recorded when migrated: iothub.edition)."""
+    return current_edition()
 
 
 def configured():

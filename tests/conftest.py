@@ -1,6 +1,8 @@
 """Shared fixtures. Every test runs against the real PostgreSQL + TimescaleDB cluster that `make test` starts."""
 
+import os
 import tempfile
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -26,17 +28,46 @@ def pytest_configure():
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+# Stages whose behaviour does not depend on the TimescaleDB edition: `make test` runs them on its first edition
+# only (TEST_RUN_ONCE_STAGES=0 on the others; scripts/dev/test.sh).
+TESTS = Path(__file__).resolve().parent
+RUN_ONCE_PATHS = (
+    TESTS / "deploy",  # the container stack and nginx's TLS
+    TESTS / "reliability",  # crashes, outages and transport faults of the serving stack
+    TESTS / "security" / "test_schema_fuzz.py",  # schemathesis over every operation and role
+)
+
+
+def pytest_report_header(config):
+    expected = os.environ.get("TEST_TIMESCALEDB_EDITION")
+    return f"TimescaleDB edition: {expected}" if expected else None
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("TEST_RUN_ONCE_STAGES", "1") != "0":
+        return
+    once = [item for item in items if any(Path(item.path).is_relative_to(path) for path in RUN_ONCE_PATHS)]
+    if once:
+        config.hook.pytest_deselected(items=once)
+        kept = [item for item in items if item not in set(once)]
+        items[:] = kept
+
+
 @pytest.fixture(scope="session")
 def timescaledb_edition(django_db_setup, django_db_blocker):
+    """The edition the test database's TimescaleDB serves: ``"timescale"`` (community/TSL) or ``"apache"``."""
     with django_db_blocker.unblock(), connection.cursor() as cursor:
-        cursor.execute("SELECT coalesce(current_setting('timescaledb.license', true), 'apache')")
-        return cursor.fetchone()[0]
+        cursor.execute("SELECT current_setting('timescaledb.license')")
+        served = cursor.fetchone()[0]
+    expected = os.environ.get("TEST_TIMESCALEDB_EDITION")
+    assert expected in (None, served), f"make test started a {expected} cluster, but it serves {served}"
+    return served
 
 
 @pytest.fixture(autouse=True)
 def _skip_without_tsl(request):
     if request.node.get_closest_marker("tsl") and request.getfixturevalue("timescaledb_edition") != "timescale":
-        pytest.skip("needs TimescaleDB's TSL (community) features; this build is Apache-2 only")
+        pytest.skip("needs TimescaleDB's TSL (community) features; this run serves the Apache-2 edition")
 
 
 @pytest.fixture(autouse=True)

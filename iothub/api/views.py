@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt import views as jwt_views
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 
+from iothub import edition
 from iothub.api.permissions import AdminOnly, AnyRole
 from iothub.api.problems import PROBLEM_CONTENT_TYPE, problem_body
 from iothub.api.serializers import LogoutSerializer, MeSerializer, TokenRefreshSerializer, UserSerializer
@@ -77,18 +78,20 @@ def _migrations_applied():
 
 
 def health_report():
-    """``(healthy, report)``: database reachable, TimescaleDB version and edition, migrations applied."""
+    """``(healthy, report)``: database reachable, TimescaleDB version and edition, migrations applied.
+
+    The edition is the one the database was migrated under; a library serving another one is not healthy."""
     report = {"database": "unavailable", "timescaledb": None, "migrations_applied": False}
     try:
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'),"
-                " current_setting('timescaledb.license', true)"
-            )
-            version, license_ = cursor.fetchone()
+            cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+            (version,) = cursor.fetchone() or (None,)
         report["database"] = "ok"
         if version:
-            report["timescaledb"] = {"version": version, "edition": license_ or "apache"}
+            try:
+                report["timescaledb"] = {"version": version, "edition": edition.check() or edition.served()}
+            except edition.EditionMismatch:
+                report["timescaledb"] = None
         report["migrations_applied"] = _migrations_applied()
     except DatabaseError:
         connection.close_if_unusable_or_obsolete()

@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # Installs what `make test` and `make run` need from Debian: PostgreSQL 15 server + headers, curl, openssl, nginx
-# (the proxy's end-to-end test), wrk (the benchmarks' load generator), and TimescaleDB 2.19.x built from Debian 13's
-# source package (Debian 12 does not package it). Idempotent and quick when everything is present.
-# The trixie deb-src entry lives in a private, temporary apt configuration: the system's sources stay untouched.
+# (the proxy's end-to-end test), wrk (the benchmarks' load generator), and TimescaleDB 2.19.x:
+# - the full (community/TSL) edition, built from a source archive when one is available: $TIMESCALEDB_SOURCE, or by
+#   default ../shared/vendor/timescaledb-2.19.3.tar.gz beside the project. It replaces an Apache-only build of the
+#   same version (one without timescaledb-tsl-*.so). One build serves both editions: a cluster started with
+#   `timescaledb.license = 'apache'` behaves as the Apache-2 build.
+# - otherwise the Apache-2 edition, built from Debian 13's source package (Debian 12 does not package it).
+# Idempotent and quick when everything is present. Builds happen outside any git work tree (TimescaleDB's build asks
+# git for a version and would find ours). The trixie deb-src entry lives in a private, temporary apt configuration:
+# the system's sources stay untouched.
 set -euo pipefail
 
 PG_MAJOR=15
@@ -57,7 +63,22 @@ fi
 
 PG_CONFIG=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config
 pkglibdir=$("$PG_CONFIG" --pkglibdir)
-if ls "$pkglibdir"/timescaledb.so >/dev/null 2>&1; then
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+source_archive=${TIMESCALEDB_SOURCE:-$ROOT/../shared/vendor/timescaledb-2.19.3.tar.gz}
+[ -f "$source_archive" ] || source_archive=
+if [ -n "${TIMESCALEDB_SOURCE:-}" ] && [ -z "$source_archive" ]; then
+    echo "error: TIMESCALEDB_SOURCE=$TIMESCALEDB_SOURCE is not a file" >&2
+    exit 1
+fi
+
+# The archive's version, from its top folder (timescaledb-X.Y.Z/).
+# (awk reads the whole listing: `head` would close the pipe and fail the script under pipefail).
+archive_version() { tar -tzf "$1" | awk -F/ 'NR == 1 {sub(/^timescaledb-/, "", $1); print $1}'; }
+
+if [ -n "$source_archive" ]; then
+    version=$(archive_version "$source_archive")
+    [ -f "$pkglibdir/timescaledb-tsl-$version.so" ] && [ -f "$pkglibdir/timescaledb-$version.so" ] && exit 0
+elif ls "$pkglibdir"/timescaledb.so >/dev/null 2>&1; then
     exit 0
 fi
 
@@ -69,14 +90,35 @@ if [ -n "$pkgs" ]; then
 fi
 need_root "TimescaleDB"
 
-# Outside the work tree: TimescaleDB's build asks git for a version and would find ours.
-apt_dir=$(mktemp -d /tmp/iothub-timescaledb.XXXXXX)
-trap 'rm -rf "$apt_dir"' EXIT
-chmod 755 "$apt_dir"  # apt downloads as the _apt user
-mkdir -p "$apt_dir/lists/partial" "$apt_dir/sources.list.d" "$apt_dir/src"
-echo "deb-src $(debian_mirror) trixie main" >"$apt_dir/sources.list"
-apt_opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o "Dir::Etc::SourceParts=$apt_dir/sources.list.d"
-    -o "Dir::State::Lists=$apt_dir/lists")
+build_dir=$(mktemp -d /tmp/iothub-timescaledb.XXXXXX)
+trap 'rm -rf "$build_dir"' EXIT
+chmod 755 "$build_dir"  # apt downloads as the _apt user
+
+# build SRC EDITION_LABEL [CMAKE_ARGS...]
+build() {
+    local src=$1 label=$2
+    shift 2
+    log "building $(basename "$src") ($label) for PostgreSQL $PG_MAJOR"
+    (
+        cd "$src"
+        ./bootstrap -DPG_CONFIG="$PG_CONFIG" -DREGRESS_CHECKS=OFF -DTAP_CHECKS=OFF -DUSE_TELEMETRY=OFF \
+            -DWARNINGS_AS_ERRORS=OFF -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
+        make -C build -j"$(nproc)" >/dev/null
+        make -C build install >/dev/null
+    )
+    log "installed $(ls "$pkglibdir"/timescaledb*.so | tr '\n' ' ')"
+}
+
+if [ -n "$source_archive" ]; then
+    tar -xzf "$source_archive" -C "$build_dir"
+    build "$build_dir/timescaledb-$version" "community edition from $source_archive, serves both editions"
+    exit 0
+fi
+
+mkdir -p "$build_dir/lists/partial" "$build_dir/sources.list.d" "$build_dir/src"
+echo "deb-src $(debian_mirror) trixie main" >"$build_dir/sources.list"
+apt_opts=(-o "Dir::Etc::SourceList=$build_dir/sources.list" -o "Dir::Etc::SourceParts=$build_dir/sources.list.d"
+    -o "Dir::State::Lists=$build_dir/lists")
 
 log "fetching TimescaleDB source from Debian trixie"
 apt-get "${apt_opts[@]}" update -qq
@@ -85,15 +127,6 @@ case "$version" in
     $TIMESCALEDB_SERIES.*) ;;
     *) echo "error: trixie offers timescaledb '$version', expected $TIMESCALEDB_SERIES.x" >&2; exit 1 ;;
 esac
-(cd "$apt_dir/src" && apt-get "${apt_opts[@]}" source -qq timescaledb >/dev/null)
-src=$(find "$apt_dir/src" -mindepth 1 -maxdepth 1 -type d -name 'timescaledb-*' | head -n1)
-
-log "building TimescaleDB $version (Apache-2 edition) for PostgreSQL $PG_MAJOR"
-(
-    cd "$src"
-    ./bootstrap -DPG_CONFIG="$PG_CONFIG" -DAPACHE_ONLY=ON -DREGRESS_CHECKS=OFF -DTAP_CHECKS=OFF \
-        -DUSE_TELEMETRY=OFF -DWARNINGS_AS_ERRORS=OFF -DCMAKE_BUILD_TYPE=Release >/dev/null
-    make -C build -j"$(nproc)" >/dev/null
-    make -C build install >/dev/null
-)
-log "installed $(ls "$pkglibdir"/timescaledb*.so | tr '\n' ' ')"
+(cd "$build_dir/src" && apt-get "${apt_opts[@]}" source -qq timescaledb >/dev/null)
+src=$(find "$build_dir/src" -mindepth 1 -maxdepth 1 -type d -name 'timescaledb-*' | head -n1)
+build "$src" "Apache-2 edition" -DAPACHE_ONLY=ON

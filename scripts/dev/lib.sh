@@ -134,8 +134,44 @@ SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'role') WHERE NOT EXISTS (S
 SQL
 }
 
-# The TimescaleDB edition the cluster's build provides: "timescale" (TSL features) or "apache".
+# TimescaleDB editions. The community build (timescaledb-tsl-*.so present) serves both: a cluster whose
+# postgresql.conf says `timescaledb.license = 'apache'` behaves as the Apache-2 build. An Apache-only build
+# serves only "apache".
+library_editions() {
+    if ls "$("$PG_BIN/pg_config" --pkglibdir)"/timescaledb-tsl-*.so >/dev/null 2>&1; then
+        echo "timescale apache"
+    else
+        echo "apache"
+    fi
+}
+
+# The edition a command runs on: $EDITION if given (checked against the library), else the fullest available.
+chosen_edition() {
+    local available
+    available=$(library_editions)
+    if [ -n "${EDITION:-}" ]; then
+        case " $available " in
+            *" $EDITION "*) echo "$EDITION" ;;
+            *) die "EDITION=$EDITION is not available: this TimescaleDB build serves '$available' (the community
+edition is built from a source archive: TIMESCALEDB_SOURCE=/path/to/timescaledb-2.19.3.tar.gz)" ;;
+        esac
+    else
+        echo "${available%% *}"
+    fi
+}
+
+# The postgresql.conf lines that select EDITION on the community build.
+edition_conf() {
+    [ "$1" = apache ] && echo "timescaledb.license = 'apache'" || true
+}
+
+# The edition a running cluster really serves: what current_setting() says once the extension is loaded, in a
+# scratch database (the setting reads NULL in a database without the extension).
 cluster_timescaledb_edition() {
-    local dir=$1 port=$2
-    cluster_psql "$dir" "$port" -c "SELECT coalesce(current_setting('timescaledb.license', true), 'apache')"
+    local dir=$1 port=$2 probe=edition_probe
+    cluster_psql "$dir" "$port" -c "DROP DATABASE IF EXISTS $probe" -c "CREATE DATABASE $probe" >/dev/null
+    as_pg "$PG_BIN/psql" -h "$dir" -p "$port" -U postgres -d "$probe" -v ON_ERROR_STOP=1 -qAt \
+        -c "SET client_min_messages = warning" -c "CREATE EXTENSION timescaledb" \
+        -c "SELECT current_setting('timescaledb.license')"
+    cluster_psql "$dir" "$port" -c "DROP DATABASE $probe" >/dev/null
 }

@@ -29,10 +29,14 @@ set -a
 source "$env_file"
 set +a
 
+# The edition is chosen when the cluster is created (EDITION=timescale|apache, default the fullest the library
+# serves) and kept: the database records it when migrated (iothub/edition.py). `make reset` starts over.
+edition=$(chosen_edition)
 log "PostgreSQL + TimescaleDB on 127.0.0.1:$port ($cluster)"
-cluster_init "$cluster" "$port"
+cluster_init "$cluster" "$port" "$(edition_conf "$edition")"
 cluster_start "$cluster"
 ensure_app_database "$cluster" "$port" "$DB_PASSWORD"
+log "TimescaleDB edition: $(cluster_timescaledb_edition "$cluster" "$port")"
 
 if [ -z "${TLS_CERT_FILE:-}" ]; then
     TLS_CERT_FILE=$state/tls/cert.pem TLS_KEY_FILE=$state/tls/key.pem

@@ -7,6 +7,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.module_loading import autodiscover_modules
 
+from iothub import edition
 from iothub.worker import Worker, registry
 
 logger = logging.getLogger(__name__)
@@ -26,6 +27,10 @@ class Command(BaseCommand):
     def handle(self, *args, poll_interval, **options):
         if poll_interval <= 0:
             raise CommandError("--poll-interval must be a positive number of seconds.")
+        try:
+            edition.check_at_start()
+        except edition.EditionMismatch as mismatch:
+            raise CommandError(str(mismatch)) from None
         autodiscover_modules("tasks")
         for task in registry.periodic_tasks.values():
             at_start = "and at start" if task.run_at_start else "first after one interval"

@@ -9,12 +9,10 @@ from datetime import UTC, datetime
 from django.core.management.base import BaseCommand
 from django.db import connection
 
+from iothub import edition as iothub_edition
 from telemetry import timescale
 
-VERSION = """
-SELECT (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'),
-       coalesce(current_setting('timescaledb.license', true), 'apache')
-"""
+VERSION = "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
 
 HYPERTABLES = """
 SELECT h.hypertable_name, h.num_chunks, pg_size_pretty(hypertable_size(r.relation)), h.compression_enabled,
@@ -90,7 +88,10 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         with connection.cursor() as cursor:
             cursor.execute(VERSION)
-            version, edition = cursor.fetchone()
+            (version,) = cursor.fetchone()
+            # The edition the database was migrated under (iothub.edition), and a warning if the library differs.
+            edition = timescale.edition()
+            served = iothub_edition.served()
             features = (
                 "policies, compression, continuous aggregates"
                 if edition == timescale.TIMESCALE
@@ -99,6 +100,8 @@ class Command(BaseCommand):
                 )
             )
             self.stdout.write(f"TimescaleDB {version}, edition {edition} ({features})")
+            if served != edition:
+                self.stdout.write(f"WARNING: {iothub_edition.mismatch_message(edition, served)}")
 
             self._section("Hypertables")
             cursor.execute(HYPERTABLES)
