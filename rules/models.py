@@ -2,8 +2,8 @@
 
 Rules are evaluated by the database (the ``telemetry_evaluate_rules`` trigger, sql/triggers/), so every invariant a
 writer must respect is a constraint here, not Python. Foreign keys declared with ``db_constraint=False`` are
-re-declared in sql/rules/0001_initial.sql with their ON DELETE action, so a DELETE from psql cascades exactly like
-one from Django, without Django loading the rows.
+re-declared in sql/history/rules/0001_initial.sql with their ON DELETE action, so a DELETE from psql cascades
+exactly like one from Django, without Django loading the rows.
 """
 
 import math

@@ -73,7 +73,7 @@ class Device(models.Model):
 
 
 class Telemetry(models.Model):
-    """One reading: the ``telemetry`` hypertable (1-day chunks on ``time``), see sql/telemetry/0001_initial.sql.
+    """One reading: the ``telemetry`` hypertable (1-day chunks on ``time``), see sql/history/telemetry/0001_initial.sql.
 
     The foreign key to devices is declared in SQL, ON DELETE CASCADE and not deferred, so deleting a device
     deletes its readings in the database without Django loading them. Admin can't register a model with a

@@ -26,7 +26,7 @@ def device_list():
     return Device.objects.annotate(last_seen_at=last_seen_at_subquery())
 
 
-# Aggregate views by bucket width in seconds, coarsest first (sql/telemetry/0002_aggregates.*.sql).
+# Aggregate views by bucket width in seconds, coarsest first (sql/views/telemetry_1*.sql).
 AGGREGATE_VIEWS = ((86400, "telemetry_1d"), (3600, "telemetry_1h"), (60, "telemetry_1m"))
 # Buckets are aligned to UTC multiples of the interval counted from the Unix epoch, whatever the source.
 BUCKET_ORIGIN = datetime(1970, 1, 1, tzinfo=UTC)

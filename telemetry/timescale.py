@@ -7,7 +7,7 @@ Two editions run this project (see docs/operations.md):
   background scheduler runs them. ``refresh_late_data`` materializes readings that arrived too late for the
   refresh policies.
 - ``apache`` (the Debian build): no policies, no compression, no continuous aggregates. The aggregates are views
-  over rollups the project maintains itself (schema ``telemetry_rollup``, sql/telemetry/0005_apache_rollups.apache.sql):
+  over rollups the project maintains itself (schema ``telemetry_rollup``, sql/README.md):
   ``refresh_rollups`` calls ``telemetry_rollup.refresh()``, which the worker runs every minute
   (``catch_up_rollups``). Retention is ``enforce_retention`` (``drop_chunks`` on telemetry and on the rollup
   stores), which the worker runs daily.
@@ -105,7 +105,7 @@ RETENTION_SETTING_OF = {
     "telemetry_rollup.store_1d": AGGREGATE_RETENTION_SETTING,
 }
 
-# The Apache build's rollups (sql/telemetry/0005_apache_rollups.apache.sql): the store behind each aggregate view.
+# The Apache build's rollups (sql/README.md): the store behind each aggregate view.
 ROLLUP_SCHEMA = "telemetry_rollup"
 ROLLUP_STORES = {
     "telemetry_1m": "telemetry_rollup.store_1m",

@@ -1,8 +1,11 @@
 """Shared fixtures. Every test runs against the real PostgreSQL + TimescaleDB cluster that `make test` starts."""
 
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg2
 import pytest
@@ -88,6 +91,29 @@ def connect_separately():
     """A psycopg2 connection of its own to the test database, outside Django's: to see what is committed, or to
     write concurrently."""
     return psycopg2.connect(**connection.get_connection_params())
+
+
+def env_for_test_database():
+    """The environment of a process (manage.py, gunicorn) that uses the test database instead of the app's."""
+    params = connection.get_connection_params()
+    url = (
+        f"postgres://{quote(params['user'], safe='')}:{quote(params['password'], safe='')}"
+        f"@{params['host']}:{params['port']}/{params['dbname']}"
+    )
+    return {**os.environ, "DATABASE_URL": url}
+
+
+def manage_on_test_database(*args, timeout=300):
+    """``manage.py ARGS`` in a process of its own against the test database; the CompletedProcess, text output."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=TESTS.parent,
+        env=env_for_test_database(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def client_for(user):

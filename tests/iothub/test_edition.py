@@ -6,9 +6,7 @@ and a reload (new sessions serve the other edition; the community build serves b
 
 import os
 import subprocess
-import sys
 import time
-from urllib.parse import quote
 
 import psycopg2
 import pytest
@@ -17,6 +15,7 @@ from django.db import IntegrityError, connection, transaction
 from bench.stack import ROOT, VENV_BIN, free_port, lib_script
 from iothub import edition
 from telemetry import timescale
+from tests.conftest import env_for_test_database, manage_on_test_database
 
 # Transactional: subprocesses migrate the test database, and sessions are closed to meet the switched library.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -82,26 +81,6 @@ def other_edition(timescaledb_edition):
         connection.close()  # the next test's session serves the test's edition again
 
 
-def env_for_test_database():
-    params = connection.get_connection_params()
-    url = (
-        f"postgres://{quote(params['user'], safe='')}:{quote(params['password'], safe='')}"
-        f"@{params['host']}:{params['port']}/{params['dbname']}"
-    )
-    return {**os.environ, "DATABASE_URL": url}
-
-
-def manage(*args, timeout=120):
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env_for_test_database(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def test_the_edition_is_recorded_when_migrated_and_read_from_the_record(timescaledb_edition):
     with connection.cursor() as cursor:
         cursor.execute("SELECT edition FROM timescaledb_edition")
@@ -115,12 +94,12 @@ def test_the_edition_is_recorded_when_migrated_and_read_from_the_record(timescal
 def test_a_library_serving_another_edition_stops_migrate_the_worker_and_gunicorn(timescaledb_edition, other_edition):
     expected = f"migrated under TimescaleDB's {timescaledb_edition} edition, but the TimescaleDB library now serves"
 
-    migrate = manage("migrate", "--noinput")
+    migrate = manage_on_test_database("migrate", "--noinput")
     assert migrate.returncode != 0
     assert expected in migrate.stderr, migrate.stderr
     assert "make reset" in migrate.stderr
 
-    worker = manage("run_worker", "--poll-interval", "1", timeout=60)
+    worker = manage_on_test_database("run_worker", "--poll-interval", "1", timeout=60)
     assert worker.returncode != 0
     assert expected in worker.stderr, worker.stderr
 
@@ -150,14 +129,14 @@ def test_a_database_migrated_before_the_record_existed_is_recorded_as_built_and_
 ):
     # As a database migrated before 0008: no record. Under the other edition, migrating to 0008 stops there.
     skip_unless_both_editions_are_served()
-    unrecord = manage("migrate", "--noinput", "telemetry", "0007")
+    unrecord = manage_on_test_database("migrate", "--noinput", "telemetry", "0007")
     assert unrecord.returncode == 0, unrecord.stderr
     try:
         other = edition.APACHE if timescaledb_edition == edition.TIMESCALE else edition.TIMESCALE
         switch_license(other)
         try:
             wait_until_served(other)
-            refused = manage("migrate", "--noinput")
+            refused = manage_on_test_database("migrate", "--noinput")
         finally:
             switch_license(None)
             wait_until_served(timescaledb_edition)
@@ -167,7 +146,7 @@ def test_a_database_migrated_before_the_record_existed_is_recorded_as_built_and_
             f"but the library serves the {other} edition"
         ) in refused.stderr, refused.stderr
     finally:
-        rerecord = manage("migrate", "--noinput")
+        rerecord = manage_on_test_database("migrate", "--noinput")
         assert rerecord.returncode == 0, rerecord.stderr
         connection.close()
     with connection.cursor() as cursor:

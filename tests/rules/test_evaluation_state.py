@@ -1,5 +1,5 @@
 """rule_evaluation_state: the enabled rules as telemetry_evaluate_rules reads them, kept current by the trigger on
-rules in the transaction that changes them (sql/rules/0008_evaluation_state.sql)."""
+rules in the transaction that changes them (sql/triggers/rules_refresh_evaluation_state.sql)."""
 
 import threading
 import time

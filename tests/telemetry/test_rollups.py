@@ -1,4 +1,4 @@
-"""The Apache build's rollups behind telemetry_1m/1h/1d (sql/telemetry/0005_apache_rollups.apache.sql).
+"""The Apache build's rollups behind telemetry_1m/1h/1d (sql/history/telemetry/0005_apache_rollups.apache.sql).
 
 Stored closed buckets below a watermark, the rest computed from raw readings at query time, late readings logged by
 a trigger and recomputed by ``telemetry_rollup.refresh()``. Every refresh here is called explicitly. Tests that

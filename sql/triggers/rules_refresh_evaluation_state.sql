@@ -1,0 +1,15 @@
+CREATE OR REPLACE FUNCTION public.rules_refresh_evaluation_state()
+RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM public.rule_evaluation_state_refresh();
+    RETURN NULL;
+END;
+$$;
+
+-- Every way rules change, cascades from deleted devices included; statement level: once per statement.
+-- Not a pgtrigger trigger: pgtrigger.ignore() (used by backfills) must never leave this row stale.
+CREATE OR REPLACE TRIGGER rules_refresh_evaluation_state
+AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON public.rules
+FOR EACH STATEMENT EXECUTE FUNCTION public.rules_refresh_evaluation_state();

@@ -1,0 +1,26 @@
+-- The invalidation trigger: AFTER INSERT, FOR EACH STATEMENT, one INSERT … SELECT over the transition table. It
+-- writes only when a reading is older than the threshold (late data); on the normal path it reads one row and
+-- writes nothing. Not a pgtrigger trigger: it exists on the Apache build only, and pgtrigger.ignore() (used for
+-- backfills of the rule trigger) must not make a backfill invisible to the rollups.
+CREATE OR REPLACE FUNCTION telemetry_rollup.log_invalidations()
+RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    INSERT INTO telemetry_rollup.invalidations (device_id, low, high)
+    SELECT n.device_id, min(n.time), max(n.time)
+    FROM new_rows n
+    WHERE n.time < (SELECT st.threshold FROM telemetry_rollup.state st)
+    GROUP BY n.device_id;
+    RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION telemetry_rollup.log_invalidations() IS
+    'Trigger telemetry_rollup_invalidate: logs (device, min(time), max(time)) of the readings an INSERT wrote below '
+    'telemetry_rollup.state.threshold, for the next telemetry_rollup.refresh() to recompute.';
+
+CREATE OR REPLACE TRIGGER telemetry_rollup_invalidate
+AFTER INSERT ON public.telemetry
+REFERENCING NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION telemetry_rollup.log_invalidations();
