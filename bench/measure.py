@@ -28,7 +28,7 @@ from rules.models import Event, Rule
 from telemetry import selectors
 from telemetry.services import insert_readings  # the service's own statement: the direct baseline runs it as is
 
-NOMINAL_RATE = 100  # REQUIREMENTS.md: 100 devices x 1 reading/s
+NOMINAL_RATE = 100  # the specified fleet: 100 devices x 1 reading/s
 BATCH_SIZES = (100, 500, 1000)
 RULE_COUNTS = (0, 10, 100)
 TRIGGER_BATCH = 1000

@@ -216,6 +216,13 @@ class EventStatus(models.TextChoices):
 
 
 UNRESOLVED_STATUSES = (EventStatus.OPEN, EventStatus.ACKNOWLEDGED)
+# Where an event may go from each status; resolved is final. The services follow it, and so does the database's
+# event_status_transition trigger (sql/triggers/event_status_transition.plpgsql; tests/rules/test_sql_parity.py).
+EVENT_TRANSITIONS = {
+    EventStatus.OPEN: (EventStatus.ACKNOWLEDGED, EventStatus.RESOLVED),
+    EventStatus.ACKNOWLEDGED: (EventStatus.RESOLVED,),
+    EventStatus.RESOLVED: (),
+}
 
 
 class Event(models.Model):
@@ -312,6 +319,21 @@ class NotificationStatus(models.TextChoices):
     SENDING = "sending", "Sending"
     SENT = "sent", "Sent"
     FAILED = "failed", "Failed"
+
+
+# The keys of a notification's payload, as the rule trigger writes them (sql/triggers/telemetry_evaluate_rules.plpgsql)
+# and rules.notifications delivers them (tests/rules/test_sql_parity.py keeps the two equal).
+NOTIFICATION_PAYLOAD_KEYS = (
+    "event_id",
+    "rule_id",
+    "rule_name",
+    "device_id",
+    "device_name",
+    "severity",
+    "message",
+    "triggered_at",
+    "trigger_values",
+)
 
 
 class Notification(models.Model):

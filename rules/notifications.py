@@ -30,7 +30,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.db.models.functions import Now
 
-from rules.models import ChannelKind, Notification, NotificationStatus
+from rules.models import NOTIFICATION_PAYLOAD_KEYS, ChannelKind, Notification, NotificationStatus
 
 logger = logging.getLogger("iothub.notifications")
 
@@ -221,7 +221,7 @@ def _content(notification):
     """The event as delivered: the payload the trigger froze when it queued the notification; the event row fills
     in for a notification queued without one (by hand)."""
     event = notification.event
-    return {
+    from_event = {
         "event_id": event.pk,
         "rule_id": event.rule_id,
         "rule_name": event.rule_name,
@@ -231,8 +231,8 @@ def _content(notification):
         "message": event.message,
         "triggered_at": event.triggered_at,
         "trigger_values": event.trigger_values,
-        **notification.payload,
     }
+    return {key: notification.payload.get(key, from_event[key]) for key in NOTIFICATION_PAYLOAD_KEYS}
 
 
 def deliver_to_log(notification):

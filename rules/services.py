@@ -3,7 +3,7 @@
 from django.db import transaction
 from django.db.models.functions import Now
 
-from rules.models import Event, EventStatus, NotificationStatus
+from rules.models import EVENT_TRANSITIONS, Event, EventStatus, NotificationStatus
 from rules.notifications import notify_pending
 
 
@@ -34,7 +34,6 @@ def event_acknowledge(*, event, user, note=""):
     return _event_transition(
         event=event,
         action="acknowledged",
-        from_statuses=[EventStatus.OPEN],
         status=EventStatus.ACKNOWLEDGED,
         acknowledged_at=Now(),
         acknowledged_by=user,
@@ -47,7 +46,6 @@ def event_resolve(*, event, user, note=""):
     return _event_transition(
         event=event,
         action="resolved",
-        from_statuses=[EventStatus.OPEN, EventStatus.ACKNOWLEDGED],
         status=EventStatus.RESOLVED,
         resolved_at=Now(),
         resolved_by=user,
@@ -55,8 +53,9 @@ def event_resolve(*, event, user, note=""):
     )
 
 
-def _event_transition(*, event, action, from_statuses, **changes):
-    updated = Event.objects.filter(pk=event.pk, status__in=from_statuses).update(**changes)
+def _event_transition(*, event, action, status, **changes):
+    from_statuses = [source for source, targets in EVENT_TRANSITIONS.items() if status in targets]
+    updated = Event.objects.filter(pk=event.pk, status__in=from_statuses).update(status=status, **changes)
     event.refresh_from_db()
     if not updated:
         raise InvalidEventTransition(event, action)

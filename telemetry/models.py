@@ -43,6 +43,9 @@ class DeviceStatus(models.TextChoices):
 
 # Devices in these states may send telemetry; readings of devices in maintenance are stored but not evaluated.
 INGESTING_STATUSES = (DeviceStatus.ACTIVE, DeviceStatus.MAINTENANCE)
+# Readings of devices in these states are stored but never evaluated by the rules (the rule trigger's
+# `d.status <> 'maintenance'`; tests/rules/test_sql_parity.py keeps the two equal).
+UNEVALUATED_STATUSES = (DeviceStatus.MAINTENANCE,)
 
 
 class Device(models.Model):
