@@ -62,9 +62,15 @@ and run again, or point PYTHON=/path/to/python3.13 at one."
     fi
 }
 
-# Where clusters and generated state live: .local/ in the work tree, unless the postgres user cannot reach it
-# (a clone inside a mode-700 directory), then a per-work-tree folder under /var/tmp.
+# Where clusters and generated state live: $IOTHUB_STATE_DIR if set (tests run make run in a folder of their own),
+# else .local/ in the work tree, unless the postgres user cannot reach it (a clone inside a mode-700 directory),
+# then a per-work-tree folder under /var/tmp.
 state_dir() {
+    if [ -n "${IOTHUB_STATE_DIR:-}" ]; then
+        mkdir -p "$IOTHUB_STATE_DIR"
+        echo "$IOTHUB_STATE_DIR"
+        return
+    fi
     local dir=$ROOT/.local
     mkdir -p "$dir"
     if is_root && ! runuser -u postgres -- test -x "$dir" 2>/dev/null; then

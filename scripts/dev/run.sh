@@ -68,10 +68,10 @@ running() { [ -f "$(pidfile "$1")" ] && kill -0 "$(cat "$(pidfile "$1")")" 2>/de
 
 if ! running gunicorn; then
     log "gunicorn on https://localhost:$https_port"
+    # Not --daemon: a daemon's stderr is /dev/null, and Django logs there (the stack trace behind every 500).
     GUNICORN_BIND=127.0.0.1:$https_port GUNICORN_CERTFILE=$TLS_CERT_FILE GUNICORN_KEYFILE=$TLS_KEY_FILE \
         GUNICORN_ACCESS_LOG=$state/logs/access.log \
-        "$VENV/bin/gunicorn" iothub.wsgi --daemon --pid "$(pidfile gunicorn)" \
-        --error-logfile "$state/logs/gunicorn.log"
+        nohup "$VENV/bin/gunicorn" iothub.wsgi --pid "$(pidfile gunicorn)" >>"$state/logs/gunicorn.log" 2>&1 &
 fi
 if ! running worker; then
     log "worker"

@@ -4,6 +4,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from rest_framework import serializers
+from rest_framework.fields import empty
 
 from iothub.api.serializers import StrictFieldsMixin, StrictModelSerializer
 from telemetry.models import METRIC_NAME_REGEX, Device, DeviceType
@@ -12,8 +13,18 @@ from telemetry.selectors import aggregate_buckets
 # The metric key rule of ingest (DESIGN.md); \Z, not $, so that a trailing newline is refused.
 
 
+class RequiredEvenInPatch(serializers.RegexField):
+    """A required field that stays required in a PATCH: DRF lets a partial update leave out required fields at every
+    nesting level, but a declared metric is replaced whole, so it can't be left without a name."""
+
+    def validate_empty_values(self, data):
+        if data is empty:
+            self.fail("required")
+        return super().validate_empty_values(data)
+
+
 class DeclaredMetricSerializer(StrictFieldsMixin, serializers.Serializer):
-    name = serializers.RegexField(METRIC_NAME_REGEX, trim_whitespace=False)
+    name = RequiredEvenInPatch(METRIC_NAME_REGEX, trim_whitespace=False)
     unit = serializers.CharField(required=False, allow_blank=True, max_length=32)
     description = serializers.CharField(required=False, allow_blank=True, max_length=500)
 

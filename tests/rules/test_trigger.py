@@ -166,6 +166,29 @@ def test_string_values_render_without_quotes():
     assert Event.objects.get().message == "state is jammed"
 
 
+def test_placeholders_are_substituted_in_one_pass():
+    # Rendered text is never substituted again: a device's name or a string value can't pull other values in.
+    RuleFactory(metric="state", operator="neq", threshold="ok", message_template="{device_name}: {value} ({threshold})")
+    insert_readings([(DeviceFactory(name="pump {value}").pk, at(0), {"state": "{threshold} {operator}"})])
+    assert Event.objects.get().message == "pump {value}: {threshold} {operator} (ok)"
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("{value}{value}", "4242"),
+        ("{ {value} }", "{ 42 }"),
+        ("{unknown} {value", "{unknown} {value"),
+        ("}{metric}{", "}t{"),
+        ("", ""),
+    ],
+)
+def test_text_around_placeholders_is_kept_as_written(template, expected):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT rule_render_message(%s, 'd', 't', '42'::jsonb, 'gt', '30'::jsonb)", [template])
+        assert cursor.fetchone()[0] == expected
+
+
 def breaching_batch(devices, readings_per_device, breaches_per_device):
     """Readings 1 s apart per device; the last ``breaches_per_device`` of each are hot (the last one hottest)."""
     rows = []

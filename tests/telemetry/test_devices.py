@@ -66,6 +66,16 @@ def test_admin_manages_device_types(admin_client):
     assert not DeviceType.objects.filter(pk=body["id"]).exists()
 
 
+@pytest.mark.parametrize("method", ["post", "put", "patch"])
+def test_a_declared_metric_without_a_name_is_a_problem_in_every_write(admin_client, method):
+    # A PATCH used to skip the nested required field and answer 500 (KeyError 'name').
+    device_type = DeviceTypeFactory(name="meter", metrics=[{"name": "kwh"}])
+    url = TYPES_URL if method == "post" else f"{TYPES_URL}{device_type.pk}/"
+    body = assert_problem(getattr(admin_client, method)(url, {"name": "x", "metrics": [{"unit": "C"}]}), 400)
+    assert {"pointer": "/metrics/0/name", "code": "required"}.items() <= body["errors"][0].items(), body
+    assert list(DeviceType.objects.values_list("name", "metrics")) == [("meter", [{"name": "kwh"}])]
+
+
 def test_declared_metrics_are_optional(admin_client):
     created = admin_client.post(TYPES_URL, {"name": "relay"})
     assert created.status_code == 201, created.content
