@@ -7,8 +7,8 @@ ARGS ?=
 export EDITION
 # A TimescaleDB source archive to build the community edition from (default: ../shared/vendor/… when present)
 export TIMESCALEDB_SOURCE
-# One statement for make psql: make psql SQL="SELECT 1"
-export SQL
+# One statement for make psql: make psql SQL="SELECT 1"; make psql READONLY=1 connects as the read-only role
+export SQL READONLY
 # How long make bench-soak holds 10x nominal load: 90, 90s, 15m, 2h
 DURATION ?= 10m
 # Query dataset size for make bench: x 100 devices (see docs/performance.md)

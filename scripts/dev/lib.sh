@@ -126,13 +126,14 @@ cluster_psql() {
 }
 
 # ensure_app_database DIR PORT PASSWORD: a non-superuser role that owns the app database and may create the
-# test database; TimescaleDB and uuid-ossp are trusted extensions, so the owner creates them in migrations.
+# test database and the read-only role (manage.py readonly_role); TimescaleDB and uuid-ossp are trusted
+# extensions, so the owner creates them in migrations.
 ensure_app_database() {
     local dir=$1 port=$2 password=$3
     cluster_psql "$dir" "$port" -v role="$APP_ROLE" -v password="$password" <<'SQL'
-SELECT format('CREATE ROLE %I LOGIN CREATEDB', :'role') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'role')
+SELECT format('CREATE ROLE %I LOGIN CREATEDB CREATEROLE', :'role') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'role')
 \gexec
-ALTER ROLE :"role" WITH LOGIN CREATEDB NOSUPERUSER PASSWORD :'password';
+ALTER ROLE :"role" WITH LOGIN CREATEDB CREATEROLE NOSUPERUSER PASSWORD :'password';
 SQL
     cluster_psql "$dir" "$port" -v role="$APP_ROLE" -v db="$APP_DB" <<'SQL'
 SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'role') WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db')

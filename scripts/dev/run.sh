@@ -24,6 +24,10 @@ JWT_SIGNING_KEY=$(random_secret)
 ENV
     umask 022
 fi
+# The read-only role's password (make psql READONLY=1), added to a state made before the role existed.
+if ! grep -q '^IOTHUB_READONLY_PASSWORD=' "$env_file"; then
+    echo "IOTHUB_READONLY_PASSWORD=$(random_secret)" >>"$env_file"
+fi
 set -a
 # shellcheck disable=SC1090
 source "$env_file"
@@ -59,6 +63,7 @@ cd "$ROOT"
 manage() { "$VENV/bin/python" manage.py "$@"; }
 manage check
 manage migrate --noinput
+manage readonly_role
 manage apply_timescale_policies
 manage collectstatic --noinput >/dev/null
 manage ensure_superuser
