@@ -247,6 +247,26 @@ def test_admin_login_is_protected_with_a_429_and_a_clear_message(client):
     assert response["Location"] == "/admin/"
 
 
+@pytest.mark.parametrize(
+    ("username", "counted_as"),
+    [
+        # Refused by the form: not an attempt.
+        ("root\x00", None),
+        ("", None),
+        # Attempts: Django's form checks no length, the counter keeps the first 150 characters.
+        ("r" * 5000, "r" * 150),
+        ("root' OR '1'='1", "root' OR '1'='1"),
+    ],
+)
+def test_malformed_admin_logins_are_form_errors(client, username, counted_as):
+    UserFactory(username="root", role="admin")
+    response = admin_login(client, username)
+    assert response.status_code == 200
+    assert b"errornote" in response.content or b"errorlist" in response.content
+    counted = LoginCounter.objects.filter(kind=LoginCounterKind.ACCOUNT).values_list("username", flat=True)
+    assert list(counted) == ([counted_as] if counted_as else [])
+
+
 def test_a_successful_admin_login_resets_the_counter(client):
     UserFactory(username="root", role="admin")
     admin_login(client, "root")
