@@ -52,12 +52,12 @@ class LoginThrottled(Throttled):
 class Limit:
     attempts: int
     window: int  # seconds in which the attempts count
-    lockout: int  # seconds a key stays locked, from its last counted attempt
+    lockout: int  # seconds a key stays locked, from the attempt that reached the limit
 
     @property
     def first_window(self):
         # A limit of 1 locks at the first failure.
-        return max(self.window, self.lockout) if self.attempts <= 1 else self.window
+        return self.lockout if self.attempts <= 1 else self.window
 
 
 def limits():
@@ -112,9 +112,9 @@ ON CONFLICT (kind, username, client_address) DO UPDATE SET
     window_ends_at = CASE
         WHEN counter.window_ends_at <= now() THEN excluded.window_ends_at
         WHEN counter.kind = 'account' AND counter.attempts + 1 >= %(account_limit)s
-            THEN greatest(counter.window_ends_at, now() + make_interval(secs => %(account_lockout)s))
+            THEN now() + make_interval(secs => %(account_lockout)s)
         WHEN counter.kind = 'address' AND counter.attempts + 1 >= %(address_limit)s
-            THEN greatest(counter.window_ends_at, now() + make_interval(secs => %(address_lockout)s))
+            THEN now() + make_interval(secs => %(address_lockout)s)
         ELSE counter.window_ends_at
     END,
     last_attempt_at = now()
