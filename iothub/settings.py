@@ -43,6 +43,15 @@ def _rate(name, *, default):
     return int(count), seconds
 
 
+def _networks(name, *, default):
+    """Comma-separated IP addresses or networks (CIDR); empty means none."""
+    text = env.str(name, default=default)
+    try:
+        return [ipaddress.ip_network(item.strip()) for item in text.split(",") if item.strip()]
+    except ValueError as error:
+        raise ImproperlyConfigured(f"{name}={text!r}: {error}.") from None
+
+
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
 # Development conveniences exist only with DEBUG on; production must say everything explicitly.
@@ -212,13 +221,9 @@ AUTH_THROTTLE_RATE = _rate("AUTH_THROTTLE_RATE", default="20/min")
 # Peers whose X-Forwarded-For names the client (iothub/client_address.py): loopback and the private networks, where
 # the proxy of compose, the benchmarks and the tests sits. A server that clients reach without the proxy must not
 # trust their network (`make run` sets it empty).
-TRUSTED_PROXIES = [
-    ipaddress.ip_network(network.strip())
-    for network in env.str(
-        "TRUSTED_PROXIES", default="127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
-    ).split(",")
-    if network.strip()
-]
+TRUSTED_PROXIES = _networks(
+    "TRUSTED_PROXIES", default="127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+)
 
 # Telemetry retention and compression (days); see docs/operations.md.
 TELEMETRY_RETENTION_DAYS = env.int("TELEMETRY_RETENTION_DAYS", default=90)
