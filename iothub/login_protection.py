@@ -30,7 +30,8 @@ from rest_framework.exceptions import Throttled
 from iothub.client_address import client_address
 from iothub.models import LoginCounter, LoginCounterKind
 
-# Expired rows each attempt deletes, besides its own: more than an attempt can create, so they never pile up.
+# Expired rows of other keys each attempt deletes: far more than the two an attempt can create, so they never pile
+# up, whether the worker runs or not.
 PRUNE_PER_ATTEMPT = 100
 
 REFUSALS = {
