@@ -49,3 +49,45 @@ class User(AbstractUser):
     @property
     def is_superuser(self):
         return self.is_admin
+
+
+class LoginCounterKind(models.TextChoices):
+    # Guesses at one account from one address: what locks out. Never one account from everywhere, so nobody can
+    # lock an admin out from elsewhere.
+    ACCOUNT = "account", "Account from an address"
+    # Every failed login and refresh from one address, whatever the username: what stops a spray of usernames.
+    ADDRESS = "address", "Address"
+
+
+class LoginCounter(models.Model):
+    """Failed authentication attempts of one key within its window, shared by every web worker (see
+    iothub/login_protection.py, which alone writes these rows). A key is locked while ``attempts`` has reached its
+    limit and ``window_ends_at`` lies ahead; an expired row counts for nothing and is pruned."""
+
+    kind = models.CharField(max_length=16, choices=LoginCounterKind.choices)
+    # Empty for an address counter. Cut to the longest username that can exist.
+    username = models.CharField(max_length=150, blank=True)
+    client_address = models.GenericIPAddressField()
+    attempts = models.PositiveIntegerField()
+    window_ends_at = models.DateTimeField()
+    last_attempt_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "login_counters"
+        ordering = ["-last_attempt_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "username", "client_address"], name="login_counters_key"),
+            models.CheckConstraint(
+                condition=models.Q(kind__in=LoginCounterKind.values), name="login_counters_kind_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(kind=LoginCounterKind.ADDRESS, username="")
+                | (models.Q(kind=LoginCounterKind.ACCOUNT) & ~models.Q(username="")),
+                name="login_counters_username_by_kind",
+            ),
+        ]
+        indexes = [models.Index(fields=["window_ends_at"], name="login_counters_window_ends")]
+
+    def __str__(self):
+        who = f"{self.username} from {self.client_address}" if self.username else self.client_address
+        return f"{self.get_kind_display()}: {who}"

@@ -3,6 +3,7 @@
 Secrets may also be given as files: ``NAME_FILE=/path`` is read when ``NAME`` itself is not set.
 """
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 
@@ -32,6 +33,25 @@ def _required(name, *, default=None):
     )
 
 
+def _rate(name, *, default):
+    """``N/period`` (DRF's syntax: s, sec, second, m, min, minute, h, hour, d, day) as ``(N, seconds)``."""
+    text = env.str(name, default=default)
+    count, _, period = text.partition("/")
+    seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400}.get(period.strip()[:1])
+    if not count.strip().isdigit() or int(count) < 1 or seconds is None:
+        raise ImproperlyConfigured(f"{name}={text!r} is not a rate like 20/min (N/second|minute|hour|day).")
+    return int(count), seconds
+
+
+def _networks(name, *, default):
+    """Comma-separated IP addresses or networks (CIDR); empty means none."""
+    text = env.str(name, default=default)
+    try:
+        return [ipaddress.ip_network(item.strip()) for item in text.split(",") if item.strip()]
+    except ValueError as error:
+        raise ImproperlyConfigured(f"{name}={text!r}: {error}.") from None
+
+
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
 # Development conveniences exist only with DEBUG on; production must say everything explicitly.
@@ -44,7 +64,7 @@ ALLOWED_HOSTS = [
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "iothub.apps.AdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -114,6 +134,8 @@ MIGRATION_MODULES = {
 }
 
 AUTH_USER_MODEL = "iothub.User"
+# Django's, behind the brute-force protection every password login goes through (Admin and the token endpoint).
+AUTHENTICATION_BACKENDS = ["iothub.login_protection.ProtectedModelBackend"]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -161,10 +183,6 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_SCHEMA_CLASS": "iothub.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "iothub.api.exception_handler.problem_exception_handler",
-    "DEFAULT_THROTTLE_RATES": {
-        # Password guessing on the token endpoint, per client address.
-        "auth": env.str("AUTH_THROTTLE_RATE", default="20/min"),
-    },
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "UNICODE_JSON": True,
     "COERCE_DECIMAL_TO_STRING": False,
@@ -191,6 +209,21 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+
+# Brute-force protection of every login path (Admin, auth/token/, auth/token/refresh/); see docs/reliability.md.
+# Failed logins to one account from one client address before that pair is locked out, within the window.
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+LOGIN_FAILURE_WINDOW_SECONDS = env.int("LOGIN_FAILURE_WINDOW_SECONDS", default=900)
+LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=900)
+# Failed logins and refreshes from one client address, whatever the username: (N, seconds) from N/period. The
+# address then waits one period.
+AUTH_THROTTLE_RATE = _rate("AUTH_THROTTLE_RATE", default="20/min")
+# Peers whose X-Forwarded-For names the client (iothub/client_address.py): loopback and the private networks, where
+# the proxy of compose, the benchmarks and the tests sits. A server that clients reach without the proxy must not
+# trust their network (`make run` sets it empty).
+TRUSTED_PROXIES = _networks(
+    "TRUSTED_PROXIES", default="127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+)
 
 # Telemetry retention and compression (days); see docs/operations.md.
 TELEMETRY_RETENTION_DAYS = env.int("TELEMETRY_RETENTION_DAYS", default=90)

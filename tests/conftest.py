@@ -10,7 +10,6 @@ from urllib.parse import quote
 import psycopg2
 import pytest
 from django.conf import settings
-from django.core.cache import cache
 from django.db import connection
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
@@ -71,14 +70,6 @@ def timescaledb_edition(django_db_setup, django_db_blocker):
 def _skip_without_tsl(request):
     if request.node.get_closest_marker("tsl") and request.getfixturevalue("timescaledb_edition") != "timescale":
         pytest.skip("needs TimescaleDB's TSL (community) features; this run serves the Apache-2 edition")
-
-
-@pytest.fixture(autouse=True)
-def _clear_cache():
-    # Throttle counters live in the cache: each test starts with a clean slate.
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture

@@ -5,10 +5,10 @@ statuses an operation can answer follows from what its view is made of, the way 
 a request body can be malformed (400), too large (413) or not JSON (415); query parameters can be invalid (400);
 authenticators that name a ``WWW-Authenticate`` challenge turn bad credentials into 401s; a role permission that
 leaves a role out answers it 403; path parameters and page numbers can miss (404); writes through a model viewset
-can hit a constraint (409); throttles answer 429; every operation reaches the database (503) and may fail
-unexpectedly (500). A view documents a status of its own (an event transition's 409) with just a description:
-the problem shape is added here. A view that answers an error with a richer document (health's 503) declares its
-content and keeps it.
+can hit a constraint (409); throttles and the login protection (``login_protected`` views) answer 429; every
+operation reaches the database (503) and may fail unexpectedly (500). A view documents a status of its own (an
+event transition's 409) with just a description: the problem shape is added here. A view that answers an error
+with a richer document (health's 503) declares its content and keeps it.
 
 A method the path does not allow is a 405 problem too; OpenAPI has no operation to attach it to.
 """
@@ -71,7 +71,7 @@ PROBLEM_DESCRIPTIONS = {
     409: "The request conflicts with the resource's state or a database constraint (`conflict`, `protected`).",
     413: "The body exceeds 1 MiB (`payload_too_large`).",
     415: "The body is not `application/json` (`unsupported_media_type`).",
-    429: "Too many requests (`throttled`); retry after the `Retry-After` header's seconds.",
+    429: "Too many requests or failed logins (`throttled`); retry after the `Retry-After` header's seconds.",
     500: "An unexpected error, logged on the server (`server_error`).",
     503: "The database is unavailable (`database_unavailable`); retry later.",
 }
@@ -120,7 +120,7 @@ class AutoSchema(openapi.AutoSchema):
             statuses.add(404)
         if self.method not in SAFE_METHODS and isinstance(view, ViewSetMixin):
             statuses.add(409)
-        if view.get_throttles():
+        if view.get_throttles() or getattr(view, "login_protected", False):
             statuses.add(429)
         return statuses
 

@@ -4,6 +4,8 @@ from rest_framework import serializers
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework_simplejwt import serializers as jwt_serializers
 
+from iothub.client_address import client_address
+from iothub.login_protection import refresh_attempt_begin
 from iothub.models import User
 
 
@@ -91,11 +93,15 @@ class TokenObtainPairSerializer(StrictFieldsMixin, jwt_serializers.TokenObtainPa
 
 class TokenRefreshSerializer(StrictFieldsMixin, jwt_serializers.TokenRefreshSerializer):
     def validate(self, attrs):
+        # Counted against the client address before the token is verified; a refused attempt is a 429.
+        attempt = refresh_attempt_begin(address=client_address(self.context["request"]))
         try:
-            return super().validate(attrs)
+            data = super().validate(attrs)
         except User.DoesNotExist:
             # SimpleJWT 5.5 looks the token's user up with .get(): a deleted user's token would be a 500.
             raise AuthenticationFailed(self.error_messages["no_active_account"], "no_active_account") from None
+        attempt.succeeded()
+        return data
 
 
 class LogoutSerializer(StrictFieldsMixin, jwt_serializers.TokenBlacklistSerializer):

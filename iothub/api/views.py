@@ -4,7 +4,6 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 from rest_framework_simplejwt import views as jwt_views
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
@@ -17,14 +16,14 @@ from iothub.models import User
 
 
 class TokenObtainPairApi(jwt_views.TokenObtainPairView):
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "auth"
+    # Failed logins are counted and refused with 429s by iothub.login_protection, the authentication backend.
+    login_protected = True
 
 
 class TokenRefreshApi(jwt_views.TokenRefreshView):
     serializer_class = TokenRefreshSerializer
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "auth"
+    # Failed refreshes count against the client address (iothub.login_protection, from the serializer).
+    login_protected = True
 
 
 class LogoutApi(APIView):

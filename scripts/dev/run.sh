@@ -56,6 +56,8 @@ fi
 export DATABASE_URL="postgres://$APP_ROLE:$DB_PASSWORD@127.0.0.1:$port/$APP_DB"
 export DJANGO_ALLOWED_HOSTS=${DJANGO_ALLOWED_HOSTS:-localhost,127.0.0.1}
 export DJANGO_STATIC_ROOT=$state/static
+# Clients reach gunicorn directly, with no proxy: none of them may name its own address in X-Forwarded-For.
+export TRUSTED_PROXIES=${TRUSTED_PROXIES-}
 # No HSTS pinning of "localhost" in the developer's browser.
 export DJANGO_SECURE_HSTS_SECONDS=${DJANGO_SECURE_HSTS_SECONDS:-0}
 

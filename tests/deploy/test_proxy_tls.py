@@ -106,8 +106,8 @@ def tls(certificate):
 
 @pytest.fixture(scope="module")
 def gunicorn(django_db_setup, tmp_path_factory):
-    """gunicorn serving iothub.wsgi on the test database (django_db_setup creates it for the marked tests). One
-    worker: throttle counters live in its memory."""
+    """gunicorn serving iothub.wsgi on the test database (django_db_setup creates it for the marked tests). Several
+    workers behind the proxy: tests/deploy/test_login_protection_stack.py."""
     database = connection.settings_dict
     database_url = "postgres://{}:{}@{}:{}/{}".format(
         *(quote(str(database[key]), safe="") for key in ("USER", "PASSWORD", "HOST", "PORT", "NAME"))
@@ -259,7 +259,8 @@ def test_ingest_bodies_stay_in_memory_up_to_the_limit(start_proxy, tls, tmp_path
 
 
 def test_clients_cannot_dodge_the_login_throttle_with_x_forwarded_for(start_proxy, tls):
-    """DRF throttles by X-Forwarded-For: nginx must replace a client's own, not append to it."""
+    """The login protection keys on the address in X-Forwarded-For (from a trusted proxy): nginx must replace a
+    client's own, not append to it. AUTH_THROTTLE_RATE=3/min: the fourth failure from one address is refused."""
     _, https_port = start_proxy()
     statuses = [
         request(

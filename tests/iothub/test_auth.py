@@ -99,8 +99,9 @@ def test_missing_credentials_is_a_401_problem_with_a_challenge(api_client):
 
 
 def test_token_endpoint_is_throttled_with_a_429_problem(api_client):
+    """The brute-force protection's defaults; its behaviour in detail: test_login_protection.py."""
     UserFactory(username="alice")
-    allowed = int(settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["auth"].split("/")[0])
+    allowed = settings.LOGIN_FAILURE_LIMIT
     statuses = [_obtain(api_client, "alice", "wrong").status_code for _ in range(allowed)]
     assert set(statuses) == {401}
     response = _obtain(api_client, "alice")

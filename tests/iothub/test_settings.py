@@ -48,6 +48,48 @@ def test_a_missing_required_variable_is_a_clear_error(missing):
     assert f"{missing} is not set" in result.stderr
 
 
+def _login_protection_settings(**env):
+    code = (
+        "import django; django.setup(); from django.conf import settings; "
+        "print(settings.AUTH_THROTTLE_RATE, [str(n) for n in settings.TRUSTED_PROXIES])"
+    )
+    clean = {key: value for key, value in os.environ.items() if key not in ("AUTH_THROTTLE_RATE", "TRUSTED_PROXIES")}
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "iothub.settings", **PRODUCTION_ENV, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_login_protection_settings_read_rates_and_networks():
+    result = _login_protection_settings(AUTH_THROTTLE_RATE="7/hour", TRUSTED_PROXIES="10.1.2.3, fd00::/8")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "(7, 3600) ['10.1.2.3/32', 'fd00::/8']"
+    # Empty trusts no proxy (make run).
+    result = _login_protection_settings(TRUSTED_PROXIES="")
+    assert result.stdout.strip() == "(20, 60) []", result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("AUTH_THROTTLE_RATE", "20"),
+        ("AUTH_THROTTLE_RATE", "0/min"),
+        ("AUTH_THROTTLE_RATE", "twenty/min"),
+        ("AUTH_THROTTLE_RATE", "20/fortnight"),
+        ("TRUSTED_PROXIES", "10.0.0.0/8,nginx"),
+    ],
+)
+def test_malformed_login_protection_settings_are_a_clear_error(name, value):
+    result = _login_protection_settings(**{name: value})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert f"{name}={value!r}" in result.stderr
+
+
 def test_secrets_can_come_from_files(tmp_path):
     secret_file = tmp_path / "secret"
     secret_file.write_text("from-a-file\n")

@@ -16,6 +16,8 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from iothub.login_protection import login_attempt_begin
+from iothub.models import LoginCounter
 from tests.conftest import HTTPS, assert_problem, client_for
 from tests.factories import PASSWORD, NotificationChannelFactory, UserFactory
 from tests.security.conftest import ROLES
@@ -233,3 +235,36 @@ def test_the_matrix_and_the_openapi_schema_name_the_same_operations(api_client):
     operations = {f"{method.upper()} {path}" for path, item in schema["paths"].items() for method in item}
     # schema/ and docs/ serve the schema itself and are not operations in it.
     assert set(EXPECTED_BY_OPERATION) - {"GET /api/v1/schema/", "GET /api/v1/docs/"} == operations
+
+
+# Django Admin's pages of the brute-force protection (the rest of Admin: tests/iothub/test_admin.py): admins see
+# and clear lock-outs; every other caller is sent to the login page or refused, and sees no counter.
+LOGIN_COUNTER_PAGES = [
+    ("GET", "/admin/iothub/logincounter/"),
+    ("GET", "/admin/iothub/logincounter/{counter}/change/"),
+    ("POST", "/admin/iothub/logincounter/"),  # the "clear" action
+]
+
+
+@pytest.mark.parametrize(("method", "page"), LOGIN_COUNTER_PAGES, ids=[" ".join(row) for row in LOGIN_COUNTER_PAGES])
+def test_only_admins_reach_the_login_counters_in_admin(method, page, matrix_world, client):
+    login_attempt_begin(username="bystander", address="198.51.100.7")
+    counter = LoginCounter.objects.get(username="bystander")
+    url = page.format(counter=counter.pk)
+    answered = {}
+    for role in ROLES:
+        with transaction.atomic():
+            client.logout()
+            if role != "anonymous":
+                client.force_login(matrix_world.users[role])
+            if method == "POST":
+                response = client.post(url, {"action": "clear", "_selected_action": [counter.pk]}, secure=True)
+            else:
+                response = client.get(url, secure=True)
+            answered[role] = (response.status_code, LoginCounter.objects.filter(pk=counter.pk).exists())
+            if role != "admin":
+                assert b"198.51.100.7" not in response.content
+            transaction.set_rollback(True)
+    refused = {(302, True), (403, True)}
+    assert answered["admin"] == ((302, False) if method == "POST" else (200, True))
+    assert {answered[role] for role in ROLES if role != "admin"} <= refused, answered
