@@ -217,6 +217,14 @@ def test_a_late_reading_below_the_watermarks_appears_only_once_the_late_data_is_
     assert_views_equal(readings + late, device)
 
 
+@pytest.mark.django_db
+def test_the_apache_rollup_task_does_nothing_with_tsl():
+    """The worker registers it on both editions; with TSL the refresh policies do its job."""
+    task = registry.periodic_tasks["refresh_telemetry_rollups"]
+    assert task.func is tasks.refresh_telemetry_rollups
+    assert task.func() is None
+
+
 # Each refresh policy run with run_job: the buckets wholly inside its window, from what the level below stored.
 
 
