@@ -3,6 +3,7 @@
 import logging
 from datetime import timedelta
 
+from iothub.edition import APACHE, TIMESCALE
 from iothub.worker import periodic
 from telemetry import timescale
 
@@ -30,7 +31,7 @@ def refresh_late_telemetry():
     Registered on both editions because the edition is known only once connected; on Apache it does nothing:
     there, ``refresh_telemetry_rollups`` handles late readings every minute.
     """
-    if timescale.edition() != timescale.TIMESCALE:
+    if timescale.edition() != TIMESCALE:
         return
     timescale.refresh_late_data(**timescale.configured())
 
@@ -41,7 +42,7 @@ def refresh_telemetry_rollups():
     late readings (``telemetry_rollup.refresh()``, lock-free). On TSL it does nothing: the continuous aggregates'
     refresh policies do that job.
     """
-    if timescale.edition() != timescale.APACHE:
+    if timescale.edition() != APACHE:
         return
     for result in timescale.catch_up_rollups(**timescale.configured()):
         if result.invalidated_spans:
