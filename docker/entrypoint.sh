@@ -41,6 +41,13 @@ init() {
     write_secret postgres_password "${POSTGRES_PASSWORD:-}"
     write_secret django_secret_key
     write_secret jwt_signing_key
+    # A first admin named without a password (nor _FILE) gets a generated one: nothing secret in the environment,
+    # so `docker compose config` shows none. Read it with
+    # `docker compose exec web cat /run/iothub-secrets/django_superuser_password`.
+    if [ -n "${DJANGO_SUPERUSER_USERNAME:-}" ] && [ -z "${DJANGO_SUPERUSER_PASSWORD:-}" ] \
+        && [ -z "${DJANGO_SUPERUSER_PASSWORD_FILE:-}" ]; then
+        write_secret django_superuser_password
+    fi
 
     # A mounted certificate is kept; this one is a placeholder until a real one is mounted.
     if [ ! -s "$CERTS_DIR/tls.crt" ]; then
@@ -81,6 +88,7 @@ load_secret() {
 load_environment() {
     load_secret DJANGO_SECRET_KEY django_secret_key
     load_secret JWT_SIGNING_KEY jwt_signing_key
+    load_secret DJANGO_SUPERUSER_PASSWORD django_superuser_password
     if [ -z "${DATABASE_URL:-}" ]; then
         load_secret POSTGRES_PASSWORD postgres_password
         if [ -n "${POSTGRES_PASSWORD:-}" ]; then
