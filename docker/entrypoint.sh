@@ -68,6 +68,8 @@ init() {
         mv "$CERTS_DIR/tls.crt.tmp" "$CERTS_DIR/tls.crt"
         log "generated a self-signed certificate for $cn in $CERTS_DIR (mount a real one there to replace it)"
     fi
+    # Every start says so: a later one, with everything kept, would otherwise leave an empty log.
+    log "secrets in $SECRETS_DIR and the certificate in $CERTS_DIR are ready"
 }
 
 # load_secret NAME FILE: NAME from the environment, else from NAME_FILE, else from the file init generated.
