@@ -58,8 +58,12 @@ services:
 # What an error looks like in the logs of gunicorn, Django, the worker, PostgreSQL, nginx and the entrypoint.
 ERROR_LINE = re.compile(r"\b(ERROR|CRITICAL|FATAL|PANIC)\b|Traceback|\[(error|crit|alert|emerg)\]|entrypoint: error")
 # Errors that are not faults, each for a reason:
-# nginx while web restarts on purpose (test_restarting_web…): the requests of that moment get a 502.
-UPSTREAM_DOWN = re.compile(r"\[error\].*(connect\(\) failed|upstream prematurely closed|no live upstreams)")
+# nginx while web restarts on purpose (test_restarting_web…): the requests of that moment get a 502 (refused, or
+# reset: gunicorn closes its listening socket with connections no worker had accepted yet).
+UPSTREAM_DOWN = re.compile(
+    r"\[error\].*(connect\(\) failed|upstream prematurely closed|no live upstreams"
+    r"|recv\(\) failed \(104: Connection reset by peer\) while reading response header)"
+)
 # PostgreSQL stopping because it was asked to (the image's first-start initialisation, `down`).
 ASKED_TO_STOP = re.compile(r"FATAL: +terminating background worker .* due to administrator command")
 # The image initialises the database on a temporary server first; its scripts' output ends here.
