@@ -226,6 +226,9 @@ def stack(tmp_path_factory):
     finally:
         if shutil.which("docker") and docker_answers():
             stack.compose("down", "-v", "--rmi", "local", "--remove-orphans", check=False, timeout=300)
+            # The app images the rebuild replaced (the stand-ins and the build cache stay for the next run).
+            label = f"label=com.docker.compose.project={stack.project}"
+            subprocess.run(["docker", "image", "prune", "-f", "--filter", label], capture_output=True, timeout=120)
         if started_engine:
             subprocess.run(["bash", str(STANDINS), "--stop-engine"], check=False, timeout=120)
 
