@@ -187,8 +187,11 @@ class Stack:
                     return
             except OSError:
                 pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"no healthy answer on https://127.0.0.1:{self.https_port} within {START_TIMEOUT} s")
+            states = self.compose("ps", "-a", "--format", "{{.Service}} {{.State}}").stdout
+            # A container that crashed at start: no use waiting for it (init is meant to exit).
+            crashed = re.findall(r"^(?!init )(\S+) (?:restarting|exited|dead)$", states, re.MULTILINE)
+            if crashed or time.monotonic() > deadline:
+                pytest.fail(f"no healthy answer on https://127.0.0.1:{self.https_port}; crashed: {crashed}\n{states}")
             time.sleep(1)
 
     def call(self, method, path, payload=None, *, token=None):
