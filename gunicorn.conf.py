@@ -18,3 +18,6 @@ errorlog = "-"
 # TLS when gunicorn faces clients itself (`make run`); behind the proxy these stay unset.
 certfile = os.environ.get("GUNICORN_CERTFILE") or None
 keyfile = os.environ.get("GUNICORN_KEYFILE") or None
+# No runtime control socket (gunicornc): nothing uses it, the container's user may not write its default place
+# ($HOME/.gunicorn, /app being root's) and every gunicorn of one user would share that path.
+control_socket_disable = True

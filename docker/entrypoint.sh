@@ -41,6 +41,13 @@ init() {
     write_secret postgres_password "${POSTGRES_PASSWORD:-}"
     write_secret django_secret_key
     write_secret jwt_signing_key
+    # A first admin named without a password (nor _FILE) gets a generated one: nothing secret in the environment,
+    # so `docker compose config` shows none. Read it with
+    # `docker compose exec web cat /run/iothub-secrets/django_superuser_password`.
+    if [ -n "${DJANGO_SUPERUSER_USERNAME:-}" ] && [ -z "${DJANGO_SUPERUSER_PASSWORD:-}" ] \
+        && [ -z "${DJANGO_SUPERUSER_PASSWORD_FILE:-}" ]; then
+        write_secret django_superuser_password
+    fi
 
     # A mounted certificate is kept; this one is a placeholder until a real one is mounted.
     if [ ! -s "$CERTS_DIR/tls.crt" ]; then
@@ -61,6 +68,8 @@ init() {
         mv "$CERTS_DIR/tls.crt.tmp" "$CERTS_DIR/tls.crt"
         log "generated a self-signed certificate for $cn in $CERTS_DIR (mount a real one there to replace it)"
     fi
+    # Every start says so: a later one, with everything kept, would otherwise leave an empty log.
+    log "secrets in $SECRETS_DIR and the certificate in $CERTS_DIR are ready"
 }
 
 # load_secret NAME FILE: NAME from the environment, else from NAME_FILE, else from the file init generated.
@@ -81,6 +90,7 @@ load_secret() {
 load_environment() {
     load_secret DJANGO_SECRET_KEY django_secret_key
     load_secret JWT_SIGNING_KEY jwt_signing_key
+    load_secret DJANGO_SUPERUSER_PASSWORD django_superuser_password
     if [ -z "${DATABASE_URL:-}" ]; then
         load_secret POSTGRES_PASSWORD postgres_password
         if [ -n "${POSTGRES_PASSWORD:-}" ]; then

@@ -329,6 +329,32 @@ def test_entrypoint_prefers_the_environment_then_files_to_generated_secrets(tmp_
     ]
 
 
+def test_init_generates_the_first_admins_password_only_when_none_is_given(tmp_path):
+    """A first admin named without a password gets a generated one in the secrets volume, so nothing secret has
+    to be in the environment (nor in `docker compose config`)."""
+    assert {"DJANGO_SUPERUSER_USERNAME", "DJANGO_SUPERUSER_PASSWORD"} <= _environment("init").keys()
+    generated = tmp_path / "named" / "secrets" / "django_superuser_password"
+    _init(tmp_path / "named", DJANGO_SUPERUSER_USERNAME="admin")
+    assert re.fullmatch(r"[0-9a-f]{64}", generated.read_text())
+    assert stat.S_IMODE(generated.stat().st_mode) == 0o640
+    _init(tmp_path / "given", DJANGO_SUPERUSER_USERNAME="admin", DJANGO_SUPERUSER_PASSWORD="given by the operator")
+    _init(tmp_path / "nobody")
+    for name in ("given", "nobody"):
+        assert not (tmp_path / name / "secrets" / "django_superuser_password").exists(), name
+
+
+def test_entrypoint_loads_the_first_admins_password_from_a_file_then_the_generated_one(tmp_path):
+    _init(tmp_path, DJANGO_SUPERUSER_USERNAME="admin")
+    given = tmp_path / "admin-password"
+    given.write_text("from a file\n")
+    show = ["sh", "-c", 'printf "%s" "$DJANGO_SUPERUSER_PASSWORD"']
+    from_file = _run_entrypoint(tmp_path, *show, DJANGO_SUPERUSER_PASSWORD_FILE=str(given))
+    generated = _run_entrypoint(tmp_path, *show)
+    assert from_file.returncode == generated.returncode == 0, from_file.stderr + generated.stderr
+    assert from_file.stdout == "from a file"
+    assert generated.stdout == (tmp_path / "secrets" / "django_superuser_password").read_text()
+
+
 def test_entrypoint_keeps_a_given_database_url(tmp_path):
     _init(tmp_path)
     result = _run_entrypoint(tmp_path, *PRINT_ENVIRONMENT, DATABASE_URL="postgres://elsewhere/iothub")
