@@ -146,6 +146,8 @@ case ${1:-web} in
         wait_for_database
         python manage.py check
         python manage.py migrate --noinput
+        # The read-only role for dashboards: NOLOGIN until IOTHUB_READONLY_PASSWORD (or _FILE) is given.
+        python manage.py readonly_role
         python manage.py apply_timescale_policies
         python manage.py ensure_superuser
         # gunicorn.conf.py: bind 0.0.0.0:8000, workers and threads from the environment.
