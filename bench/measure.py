@@ -26,7 +26,7 @@ from bench.stack import log
 from iothub.models import User
 from rules.models import Event, Rule
 from telemetry import selectors
-from telemetry.services import insert_readings  # the service's own statement: the direct baseline runs it as is
+from telemetry.ingest.services import insert_readings  # the service's own statement: the direct baseline runs it as is
 
 NOMINAL_RATE = 100  # REQUIREMENTS.md: 100 devices x 1 reading/s
 BATCH_SIZES = (100, 500, 1000)

@@ -10,10 +10,10 @@ import pytest
 from django.db import close_old_connections, connection
 from django.test.utils import CaptureQueriesContext
 
-import telemetry.services
-from telemetry.ingest import ReadingsRefused, validate_readings
+import telemetry.ingest.services
+from telemetry.ingest.services import reading_ingest
+from telemetry.ingest.validation import ReadingsRefused, validate_readings
 from telemetry.models import DeviceStatus, Telemetry
-from telemetry.services import reading_ingest
 from tests.conftest import assert_problem, connect_separately
 from tests.factories import DeviceFactory
 
@@ -514,7 +514,7 @@ def test_a_device_deleted_between_lookup_and_insert_is_a_400_not_a_500(api_clien
 
 
 class TestFastPath:
-    """POSTs are served by iothub.middleware.IngestFastPathMiddleware, ahead of DRF and most middleware."""
+    """POSTs are served by telemetry.ingest.middleware.IngestFastPathMiddleware, ahead of DRF and most middleware."""
 
     def test_a_valid_request_costs_one_statement(self, api_client, device):
         def statements_of(batch):
@@ -528,7 +528,7 @@ class TestFastPath:
         # This connection served other tests: start it afresh.
         with connection.cursor() as cursor:
             cursor.execute("DEALLOCATE ALL")
-            telemetry.services._prepared_on.discard(cursor.connection)
+            telemetry.ingest.services._prepared_on.discard(cursor.connection)
         first = statements_of([reading(device), reading(DeviceFactory())])
         assert [sql.split("(")[0] for sql in first] == [
             "PREPARE telemetry_insert_readings ",
@@ -566,12 +566,12 @@ class TestFastPath:
     def test_a_lost_database_is_a_503_problem(self, api_client, device, monkeypatch):
         from django.db import OperationalError
 
-        import telemetry.api.views
+        import telemetry.ingest.views
 
         def unavailable(**kwargs):
             raise OperationalError("connection refused")
 
-        monkeypatch.setattr(telemetry.api.views, "reading_ingest", unavailable)
+        monkeypatch.setattr(telemetry.ingest.views, "reading_ingest", unavailable)
         body = assert_problem(post(api_client, reading(device)), 503, "database_unavailable")
         assert body["detail"] == "The database is unavailable."
 

@@ -6,7 +6,7 @@ import weakref
 import orjson
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 
-from telemetry.ingest import ReadingsRefused, device_problems
+from telemetry.ingest.validation import ReadingsRefused, device_problems
 from telemetry.models import INGESTING_STATUSES
 
 logger = logging.getLogger(__name__)
