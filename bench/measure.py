@@ -26,7 +26,7 @@ from bench.stack import log
 from iothub.models import User
 from rules.models import Event, Rule
 from telemetry import selectors
-from telemetry.ingest.services import insert_readings  # the service's own statement: the direct baseline runs it as is
+from telemetry.ingest.services import INSERT_READINGS  # the service's own statement: the direct baseline runs it as is
 
 NOMINAL_RATE = 100  # REQUIREMENTS.md: 100 devices x 1 reading/s
 BATCH_SIZES = (100, 500, 1000)
@@ -187,7 +187,7 @@ class Bench:
 
     def direct_insert(self, batch, *, connections):
         """The identical rows (bar their times) inserted by ``connections`` psycopg2 connections in autocommit, as
-        telemetry.services.reading_ingest does, one statement per batch; bodies are built before the clock
+        telemetry.ingest.services.reading_ingest does, one statement per batch; bodies are built before the clock
         starts."""
         readings = max(self.plan.direct_readings // batch * batch, batch * connections)
         base, _ = self.window(readings)
@@ -207,7 +207,7 @@ class Bench:
                             if not queue:
                                 return
                             body = queue.pop()
-                        count = insert_readings(cursor, body)
+                        count = INSERT_READINGS.execute(cursor, [body])
                         with lock:
                             inserted[0] += count
             except Exception as exc:  # re-raised in the caller's thread
@@ -279,9 +279,9 @@ class Bench:
         with transaction.atomic(), connection.cursor() as cursor:
             if ignored:
                 with pgtrigger.ignore(data.TRIGGER):
-                    insert_readings(cursor, body)
+                    INSERT_READINGS.execute(cursor, [body])
             else:
-                insert_readings(cursor, body)
+                INSERT_READINGS.execute(cursor, [body])
         return time.perf_counter() - began
 
     # (6) soak ------------------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The ingest endpoint's views."""
+"""The ingest endpoint's views: telemetry_ingest serves the POSTs, TelemetryIngestApi routes the URL and describes
+it in OpenAPI."""
 
 import logging
 
@@ -15,8 +16,8 @@ from rest_framework.views import APIView
 from iothub.api.exceptions import ServiceUnavailable
 from iothub.api.parsers import parse_json, read_body
 from iothub.api.problems import problem_response
-from telemetry.ingest.services import reading_ingest
-from telemetry.ingest.validation import MAX_BATCH, ReadingsRefused, validate_readings
+from telemetry.ingest.services import InvalidReadings, reading_ingest
+from telemetry.ingest.validation import MAX_BATCH
 
 logger = logging.getLogger(__name__)
 
@@ -55,31 +56,28 @@ class JsonOnlyNegotiation(DefaultContentNegotiation):
 
 
 def telemetry_ingest(request):
-    """A POST of readings, as a plain Django view: the hot path (DESIGN.md, "Ingest rules").
+    """A POST of readings, as a plain Django view: the hot path.
 
-    iothub.middleware.IngestFastPathMiddleware calls it for every POST to the endpoint, ahead of DRF and of the
-    middleware the endpoint doesn't need; TelemetryIngestApi routes the URL, answers the other methods and
+    telemetry.ingest.middleware.IngestFastPathMiddleware calls it for every POST to the endpoint, ahead of DRF and
+    of the middleware the endpoint doesn't need; TelemetryIngestApi routes the URL, answers the other methods and
     describes it in OpenAPI. The responses are the ones DRF gave: the same content-type check, parser
-    (iothub.api.parsers) and problem documents. One parse, validation in plain Python (telemetry.ingest), one
-    statement that is its own transaction (telemetry.services.reading_ingest), the 201 after COMMIT.
+    (iothub.api.parsers) and problem documents. One parse, then one service call that validates in plain Python
+    and stores the readings in one statement, its own transaction (telemetry.ingest.services.reading_ingest); the
+    201 after COMMIT.
     """
     try:
         payload = _ingest_payload(request)
     except exceptions.APIException as exc:  # 400 parse_error, 413, 415: DRF's exceptions, as its parser raised them
         return problem_response(exc.status_code, code=str(exc.detail.code), detail=str(exc.detail))
     try:
-        readings, errors = validate_readings(payload)
-        if not errors:
-            try:
-                accepted, duplicates = reading_ingest(readings=readings)
-            except ReadingsRefused as exc:
-                errors = exc.errors
+        accepted, duplicates = reading_ingest(payload=payload)
+    except InvalidReadings as exc:
+        errors = exc.errors
+        detail = errors[0]["detail"] if len(errors) == 1 else f"{len(errors)} problems in the request; see errors."
+        return problem_response(400, code="invalid", detail=detail, errors=errors)
     except (OperationalError, InterfaceError) as exc:
         logger.warning("database unavailable: %s", exc)
         return problem_response(503, code="database_unavailable", detail=ServiceUnavailable.default_detail)
-    if errors:
-        detail = errors[0]["detail"] if len(errors) == 1 else f"{len(errors)} problems in the request; see errors."
-        return problem_response(400, code="invalid", detail=detail, errors=errors)
     return HttpResponse(orjson.dumps({"accepted": accepted, "duplicates": duplicates}), status=201, content_type=_JSON)
 
 
@@ -101,9 +99,9 @@ def _ingest_payload(request):
 class TelemetryIngestApi(APIView):
     """Devices post readings here. No authentication: an Authorization header, valid or not, is ignored.
 
-    POSTs are served by telemetry_ingest above, called by iothub.middleware.IngestFastPathMiddleware before the
-    request reaches this class; this class routes the URL, answers the other methods (405 problems) and carries
-    the OpenAPI description.
+    POSTs are served by telemetry_ingest above, called by telemetry.ingest.middleware.IngestFastPathMiddleware
+    before the request reaches this class; this class routes the URL, answers the other methods (405 problems)
+    and carries the OpenAPI description.
     """
 
     authentication_classes = []
