@@ -25,7 +25,7 @@ from bench.procs import Group, Sampler
 from bench.stack import log
 from iothub.models import User
 from rules.models import Event, Rule
-from telemetry import selectors
+from telemetry import buckets, selectors
 from telemetry.ingest.services import INSERT_READINGS  # the service's own statement: the direct baseline runs it as is
 
 NOMINAL_RATE = 100  # REQUIREMENTS.md: 100 devices x 1 reading/s
@@ -486,7 +486,7 @@ class Bench:
         """p50/p95 (ms) of the aggregate query the API runs (from the view) and of the same buckets computed from
         raw readings (telemetry.selectors' raw query), alternating, over the dataset's devices."""
         width = {"1h": timedelta(hours=1), "1d": timedelta(days=1)}[interval]
-        first, stop, _ = selectors.aggregate_buckets(start=start, end=end, interval=width)
+        first, stop, _ = buckets.aggregate_buckets(start=start, end=end, interval=width)
         view = selectors.aggregate_source(width)
         queries = {
             "view": sql.SQL(selectors._FROM_AGGREGATE).format(source=sql.Identifier(view), metric_filter=sql.SQL("")),
@@ -498,7 +498,7 @@ class Bench:
                 params = {
                     "device": dataset[i % len(dataset)],
                     "interval": width,
-                    "origin": selectors.BUCKET_ORIGIN,
+                    "origin": buckets.BUCKET_ORIGIN,
                     "first": first,
                     "stop": stop,
                     "metrics": [],

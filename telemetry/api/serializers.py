@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 from rest_framework import serializers
 
 from iothub.api.serializers import StrictFieldsMixin, StrictModelSerializer
+from telemetry.buckets import aggregate_buckets
 from telemetry.models import METRIC_NAME_REGEX, Device, DeviceType
-from telemetry.selectors import aggregate_buckets
 
 # The metric key rule of ingest (DESIGN.md); \Z, not $, so that a trailing newline is refused.
 

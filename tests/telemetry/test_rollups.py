@@ -19,8 +19,9 @@ from django.test import override_settings
 
 from iothub.worker import registry
 from telemetry import tasks, timescale
+from telemetry.buckets import aggregate_buckets
 from telemetry.models import Telemetry
-from telemetry.selectors import aggregate_buckets, telemetry_aggregate
+from telemetry.selectors import telemetry_aggregate
 from tests.factories import DeviceFactory, insert_readings
 from tests.telemetry.test_aggregates import EPOCH, expected, generate_readings, iso, rows_of
 
