@@ -7,7 +7,7 @@ from django.db import connection
 from django.db.models import OuterRef, Subquery
 from psycopg2 import sql
 
-from telemetry.buckets import BUCKET_ORIGIN
+from telemetry.buckets import BUCKET_ORIGIN, aggregate_buckets
 from telemetry.models import Device, Telemetry
 
 
@@ -104,11 +104,13 @@ _FROM_RAW = """
 """
 
 
-def telemetry_aggregate(*, device, first, stop, interval, metrics=None):
+def telemetry_aggregate(*, device, start, end, interval, metrics=None):
     """``[{bucket, metric, count, min, max, avg, sum}]`` of the device's numeric top-level metrics in buckets
-    of ``interval`` starting in ``[first, stop)`` (both aligned, see ``aggregate_buckets``), ordered by bucket
-    then metric. Served from the coarsest aggregate whose bucket divides the interval, else from raw readings.
+    of ``interval`` starting in ``[start, end)``, each over its whole interval (see ``aggregate_buckets``),
+    ordered by bucket then metric. Served from the coarsest aggregate whose bucket divides the interval, else from
+    raw readings.
     """
+    first, stop, _ = aggregate_buckets(start=start, end=end, interval=interval)
     view = aggregate_source(interval)
     if view is None:
         query = sql.SQL(_FROM_RAW).format(

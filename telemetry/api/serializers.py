@@ -2,6 +2,7 @@
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from rest_framework import serializers
 
@@ -120,16 +121,22 @@ class MetricNamesParameter(serializers.Field):
         return names
 
 
+class Interval(NamedTuple):
+    text: str  # as the caller wrote it, which the answer repeats
+    width: timedelta
+
+
 class IntervalParameter(serializers.Field):
-    """``30s``, ``15m``, ``6h``, ``7d``: a positive integer and a unit, as a timedelta."""
+    """``30s``, ``15m``, ``6h``, ``7d``: a positive integer and a unit, as an ``Interval``."""
 
     default_error_messages = {"invalid": "Must be a positive integer followed by s, m, h or d, such as 15m."}
 
     def to_internal_value(self, data):
-        match = INTERVAL.fullmatch(str(data))
+        text = str(data)
+        match = INTERVAL.fullmatch(text)
         if not match:
             self.fail("invalid")
-        return timedelta(**{INTERVAL_UNITS[match[2]]: int(match[1])})
+        return Interval(text, timedelta(**{INTERVAL_UNITS[match[2]]: int(match[1])}))
 
 
 def _check_range(start, end):
@@ -153,6 +160,8 @@ class TelemetryQuerySerializer(serializers.Serializer):
 
 
 class TelemetryAggregateQuerySerializer(serializers.Serializer):
+    """Buckets of ``interval`` starting in ``[start, end)``, at most 10,000 of them."""
+
     start = UtcTimeParameter()
     end = UtcTimeParameter()
     interval = IntervalParameter()
@@ -161,7 +170,7 @@ class TelemetryAggregateQuerySerializer(serializers.Serializer):
     def validate(self, attrs):
         _check_range(attrs["start"], attrs["end"])
         try:
-            first, stop, count = aggregate_buckets(start=attrs["start"], end=attrs["end"], interval=attrs["interval"])
+            _, _, count = aggregate_buckets(start=attrs["start"], end=attrs["end"], interval=attrs["interval"].width)
         except OverflowError:  # the last bucket would end after year 9999
             raise serializers.ValidationError({"end": ["Out of range for this interval."]}, code="invalid") from None
         if count > MAX_BUCKETS:
@@ -169,7 +178,7 @@ class TelemetryAggregateQuerySerializer(serializers.Serializer):
                 {"interval": [f"{count} buckets between start and end; at most {MAX_BUCKETS:,}: widen the interval."]},
                 code="too_many_buckets",
             )
-        return {**attrs, "first": first, "stop": stop}
+        return attrs
 
 
 class TelemetryReadingSerializer(serializers.Serializer):

@@ -152,13 +152,13 @@ class DeviceTelemetryAggregateApi(APIView):
         params = query_parameters(TelemetryAggregateQuerySerializer, request)
         results = telemetry_aggregate(
             device=device,
-            first=params["first"],
-            stop=params["stop"],
-            interval=params["interval"],
+            start=params["start"],
+            end=params["end"],
+            interval=params["interval"].width,
             metrics=params.get("metrics"),
         )
         answer = {
-            "interval": request.query_params["interval"],
+            "interval": params["interval"].text,
             "start": params["start"],
             "end": params["end"],
             "results": results,
