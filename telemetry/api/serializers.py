@@ -6,11 +6,10 @@ from typing import NamedTuple
 
 from rest_framework import serializers
 
+from iothub.api.formats import UTC_TIME
 from iothub.api.serializers import StrictFieldsMixin, StrictModelSerializer
 from telemetry.buckets import aggregate_buckets
 from telemetry.models import METRIC_NAME_REGEX, Device, DeviceType
-
-# The metric key rule of ingest (DESIGN.md); \Z, not $, so that a trailing newline is refused.
 
 
 class DeclaredMetricSerializer(StrictFieldsMixin, serializers.Serializer):
@@ -79,8 +78,6 @@ def _contains_nul(value):
 
 # Telemetry queries: query parameters in, readings and buckets out.
 
-# RFC 3339 in UTC, as on ingest: fromisoformat alone would also take naive times, other offsets and week dates.
-UTC_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|\+00:00)")
 INTERVAL = re.compile(r"([1-9][0-9]{0,5})([smhd])")
 INTERVAL_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 MAX_METRICS_PER_QUERY = 100  # as many as a reading may hold

@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from iothub.api.exceptions import InvalidQueryParameters
 from iothub.api.filters import FilterBackend
+from iothub.api.formats import UUID
 from iothub.api.pagination import positive_int_parameter
 from iothub.api.permissions import AnyRole, ReadAnyWriteAdmin, ReadAnyWriteOperator
 from telemetry.api.serializers import (
@@ -29,9 +30,6 @@ from telemetry.api.serializers import (
 from telemetry.filtersets import DeviceFilterSet
 from telemetry.models import Device, DeviceType
 from telemetry.selectors import device_list, telemetry_aggregate, telemetry_latest, telemetry_readings
-
-# A path segment that is not a UUID is a 404 at routing, never a database error.
-UUID_PATH_REGEX = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 
 
 class DeviceTypeViewSet(viewsets.ModelViewSet):
@@ -49,7 +47,7 @@ class DeviceViewSet(viewsets.ModelViewSet):
 
     serializer_class = DeviceSerializer
     permission_classes = [ReadAnyWriteOperator]
-    lookup_value_regex = UUID_PATH_REGEX
+    lookup_value_regex = UUID.pattern  # a path segment that is not a UUID is a 404 at routing, not a database error
     # Ordering is the filterset's (it refuses unknown fields), so DRF's OrderingFilter is left out.
     filter_backends = [FilterBackend, filters.SearchFilter]
     filterset_class = DeviceFilterSet

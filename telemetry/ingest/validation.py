@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 from django.conf import settings
 
+from iothub.api.formats import UTC_TIME, UUID
 from iothub.api.problems import json_pointer
 from telemetry.models import INGESTING_STATUSES, METRIC_NAME_REGEX
 
@@ -25,10 +26,6 @@ MAX_FUTURE = timedelta(minutes=5)
 
 FIELDS = frozenset({"device_id", "timestamp", "metrics"})
 METRIC_NAME = re.compile(METRIC_NAME_REGEX)
-UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-# RFC 3339 in UTC: datetime.fromisoformat alone would also take naive times, other offsets, week dates and
-# more than 6 fractional digits.
-UTC_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|\+00:00)")
 
 
 class Reading(NamedTuple):
@@ -136,7 +133,7 @@ def _check_timestamp(item, index, oldest, newest, errors):
     if "timestamp" not in item:
         _error(errors, index, ("timestamp",), "This field is required.", "required")
         return None
-    if not isinstance(timestamp, str) or not UTC_TIMESTAMP.fullmatch(timestamp):
+    if not isinstance(timestamp, str) or not UTC_TIME.fullmatch(timestamp):
         detail = "Must be an RFC 3339 UTC time ending in Z or +00:00, with at most 6 fractional digits."
         _error(errors, index, ("timestamp",), detail, "invalid")
         return None
