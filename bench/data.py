@@ -50,8 +50,8 @@ def reading(devices, base, n):
 
 
 def batch_bodies(devices, base, *, readings, batch):
-    """The parameter of telemetry.services' INSERT for consecutive batches of readings from ``base``: the JSON
-    reading_ingest builds (orjson, the same keys)."""
+    """The parameter of telemetry.ingest.services' INSERT for consecutive batches of readings from ``base``: the
+    JSON reading_ingest builds (orjson, the same keys)."""
     return [
         orjson.dumps([reading(devices, base, n) for n in range(first, min(first + batch, readings))]).decode()
         for first in range(0, readings, batch)

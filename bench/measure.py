@@ -25,8 +25,8 @@ from bench.procs import Group, Sampler
 from bench.stack import log
 from iothub.models import User
 from rules.models import Event, Rule
-from telemetry import selectors
-from telemetry.services import insert_readings  # the service's own statement: the direct baseline runs it as is
+from telemetry import buckets, selectors
+from telemetry.ingest.services import INSERT_READINGS  # the service's own statement: the direct baseline runs it as is
 
 NOMINAL_RATE = 100  # the specified fleet: 100 devices x 1 reading/s
 BATCH_SIZES = (100, 500, 1000)
@@ -187,7 +187,7 @@ class Bench:
 
     def direct_insert(self, batch, *, connections):
         """The identical rows (bar their times) inserted by ``connections`` psycopg2 connections in autocommit, as
-        telemetry.services.reading_ingest does, one statement per batch; bodies are built before the clock
+        telemetry.ingest.services.reading_ingest does, one statement per batch; bodies are built before the clock
         starts."""
         readings = max(self.plan.direct_readings // batch * batch, batch * connections)
         base, _ = self.window(readings)
@@ -207,7 +207,7 @@ class Bench:
                             if not queue:
                                 return
                             body = queue.pop()
-                        count = insert_readings(cursor, body)
+                        count = INSERT_READINGS.execute(cursor, [body])
                         with lock:
                             inserted[0] += count
             except Exception as exc:  # re-raised in the caller's thread
@@ -279,9 +279,9 @@ class Bench:
         with transaction.atomic(), connection.cursor() as cursor:
             if ignored:
                 with pgtrigger.ignore(data.TRIGGER):
-                    insert_readings(cursor, body)
+                    INSERT_READINGS.execute(cursor, [body])
             else:
-                insert_readings(cursor, body)
+                INSERT_READINGS.execute(cursor, [body])
         return time.perf_counter() - began
 
     # (6) soak ------------------------------------------------------------------------------------------------------
@@ -486,7 +486,7 @@ class Bench:
         """p50/p95 (ms) of the aggregate query the API runs (from the view) and of the same buckets computed from
         raw readings (telemetry.selectors' raw query), alternating, over the dataset's devices."""
         width = {"1h": timedelta(hours=1), "1d": timedelta(days=1)}[interval]
-        first, stop, _ = selectors.aggregate_buckets(start=start, end=end, interval=width)
+        first, stop, _ = buckets.aggregate_buckets(start=start, end=end, interval=width)
         view = selectors.aggregate_source(width)
         queries = {
             "view": sql.SQL(selectors._FROM_AGGREGATE).format(source=sql.Identifier(view), metric_filter=sql.SQL("")),
@@ -498,7 +498,7 @@ class Bench:
                 params = {
                     "device": dataset[i % len(dataset)],
                     "interval": width,
-                    "origin": selectors.BUCKET_ORIGIN,
+                    "origin": buckets.BUCKET_ORIGIN,
                     "first": first,
                     "stop": stop,
                     "metrics": [],

@@ -18,10 +18,10 @@ PY_SPY = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil
 CATEGORIES = [
     # CONN_HEALTH_CHECKS: Django's SELECT 1 before the first query of each request on a reused connection.
     ("database: connection health check (is_usable)", lambda f: "is_usable (" in f),
-    ("database: ingest INSERT (telemetry.services)", lambda f: "reading_ingest (" in f and "services.py" in f),
-    ("database: device lookup (telemetry.ingest)", lambda f: "_device_errors (" in f),
+    ("database: ingest INSERT (telemetry.ingest.statement)", lambda f: "ingest/statement.py" in f),
+    ("database: device lookup (telemetry.ingest.services)", lambda f: "_device_statuses (" in f),
     ("database: other queries", lambda f: "django/db/" in f),
-    ("validation (telemetry/ingest.py)", lambda f: "telemetry/ingest.py" in f),
+    ("validation (telemetry/ingest/validation.py)", lambda f: "telemetry/ingest/validation.py" in f),
     ("JSON parsing of the body", lambda f: "parsers.py" in f or "json" in f.split(" (")[0]),
     ("response rendering (DRF renderer)", lambda f: "renderers.py" in f),
     ("access log", lambda f: "glogging.py" in f or "logging/" in f),

@@ -87,7 +87,7 @@ MIDDLEWARE = [
     # Above the ingest fast path so its responses get the header too; it only sets a response header.
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # POSTs of readings stop here: the middleware below has nothing to do for them (see its docstring).
-    "iothub.middleware.IngestFastPathMiddleware",
+    "telemetry.ingest.middleware.IngestFastPathMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -1,12 +1,13 @@
 """Reads of the telemetry app."""
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from django.db import connection
 from django.db.models import OuterRef, Subquery
 from psycopg2 import sql
 
+from telemetry.buckets import BUCKET_ORIGIN, aggregate_buckets
 from telemetry.models import Device, Telemetry
 
 
@@ -28,8 +29,6 @@ def device_list():
 
 # Aggregate views by bucket width in seconds, coarsest first (sql/views/telemetry_1*.sql).
 AGGREGATE_VIEWS = ((86400, "telemetry_1d"), (3600, "telemetry_1h"), (60, "telemetry_1m"))
-# Buckets are aligned to UTC multiples of the interval counted from the Unix epoch, whatever the source.
-BUCKET_ORIGIN = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_METRICS_WINDOW = timedelta(hours=24)
 
 
@@ -77,19 +76,6 @@ def telemetry_latest(*, device, now):
     return reading, dict(sorted(metrics.items()))
 
 
-def aggregate_buckets(*, start, end, interval):
-    """``(first, stop, count)``: the buckets whose start lies in ``[start, end)`` are those starting in
-    ``[first, stop)``, ``count`` of them. Each covers a whole interval, so ``stop`` may lie beyond ``end``."""
-    width = interval // timedelta(microseconds=1)
-
-    def align_up(moment):
-        offset = (moment - BUCKET_ORIGIN) // timedelta(microseconds=1)
-        return BUCKET_ORIGIN + timedelta(microseconds=-(-offset // width) * width)
-
-    first, stop = align_up(start), align_up(end)
-    return first, stop, (stop - first) // interval
-
-
 def aggregate_source(interval):
     """The coarsest aggregate view whose bucket divides ``interval``, or None for raw readings."""
     seconds = interval.total_seconds()
@@ -118,11 +104,13 @@ _FROM_RAW = """
 """
 
 
-def telemetry_aggregate(*, device, first, stop, interval, metrics=None):
+def telemetry_aggregate(*, device, start, end, interval, metrics=None):
     """``[{bucket, metric, count, min, max, avg, sum}]`` of the device's numeric top-level metrics in buckets
-    of ``interval`` starting in ``[first, stop)`` (both aligned, see ``aggregate_buckets``), ordered by bucket
-    then metric. Served from the coarsest aggregate whose bucket divides the interval, else from raw readings.
+    of ``interval`` starting in ``[start, end)``, each over its whole interval (see ``aggregate_buckets``),
+    ordered by bucket then metric. Served from the coarsest aggregate whose bucket divides the interval, else from
+    raw readings.
     """
+    first, stop, _ = aggregate_buckets(start=start, end=end, interval=interval)
     view = aggregate_source(interval)
     if view is None:
         query = sql.SQL(_FROM_RAW).format(

@@ -2,15 +2,15 @@
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from rest_framework import serializers
 from rest_framework.fields import empty
 
+from iothub.api.formats import UTC_TIME
 from iothub.api.serializers import StrictFieldsMixin, StrictModelSerializer
+from telemetry.buckets import aggregate_buckets
 from telemetry.models import METRIC_NAME_REGEX, Device, DeviceType
-from telemetry.selectors import aggregate_buckets
-
-# The metric key rule of ingest (DESIGN.md); \Z, not $, so that a trailing newline is refused.
 
 
 class RequiredEvenInPatch(serializers.RegexField):
@@ -89,8 +89,6 @@ def _contains_nul(value):
 
 # Telemetry queries: query parameters in, readings and buckets out.
 
-# RFC 3339 in UTC, as on ingest: fromisoformat alone would also take naive times, other offsets and week dates.
-UTC_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|\+00:00)")
 INTERVAL = re.compile(r"([1-9][0-9]{0,5})([smhd])")
 INTERVAL_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 MAX_METRICS_PER_QUERY = 100  # as many as a reading may hold
@@ -131,16 +129,22 @@ class MetricNamesParameter(serializers.Field):
         return names
 
 
+class Interval(NamedTuple):
+    text: str  # as the caller wrote it, which the answer repeats
+    width: timedelta
+
+
 class IntervalParameter(serializers.Field):
-    """``30s``, ``15m``, ``6h``, ``7d``: a positive integer and a unit, as a timedelta."""
+    """``30s``, ``15m``, ``6h``, ``7d``: a positive integer and a unit, as an ``Interval``."""
 
     default_error_messages = {"invalid": "Must be a positive integer followed by s, m, h or d, such as 15m."}
 
     def to_internal_value(self, data):
-        match = INTERVAL.fullmatch(str(data))
+        text = str(data)
+        match = INTERVAL.fullmatch(text)
         if not match:
             self.fail("invalid")
-        return timedelta(**{INTERVAL_UNITS[match[2]]: int(match[1])})
+        return Interval(text, timedelta(**{INTERVAL_UNITS[match[2]]: int(match[1])}))
 
 
 def _check_range(start, end):
@@ -164,6 +168,8 @@ class TelemetryQuerySerializer(serializers.Serializer):
 
 
 class TelemetryAggregateQuerySerializer(serializers.Serializer):
+    """Buckets of ``interval`` starting in ``[start, end)``, at most 10,000 of them."""
+
     start = UtcTimeParameter()
     end = UtcTimeParameter()
     interval = IntervalParameter()
@@ -172,7 +178,7 @@ class TelemetryAggregateQuerySerializer(serializers.Serializer):
     def validate(self, attrs):
         _check_range(attrs["start"], attrs["end"])
         try:
-            first, stop, count = aggregate_buckets(start=attrs["start"], end=attrs["end"], interval=attrs["interval"])
+            _, _, count = aggregate_buckets(start=attrs["start"], end=attrs["end"], interval=attrs["interval"].width)
         except OverflowError:  # the last bucket would end after year 9999
             raise serializers.ValidationError({"end": ["Out of range for this interval."]}, code="invalid") from None
         if count > MAX_BUCKETS:
@@ -180,7 +186,7 @@ class TelemetryAggregateQuerySerializer(serializers.Serializer):
                 {"interval": [f"{count} buckets between start and end; at most {MAX_BUCKETS:,}: widen the interval."]},
                 code="too_many_buckets",
             )
-        return {**attrs, "first": first, "stop": stop}
+        return attrs
 
 
 class TelemetryReadingSerializer(serializers.Serializer):

@@ -2,6 +2,7 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from telemetry.api import views
+from telemetry.ingest.views import TelemetryIngestApi
 
 app_name = "telemetry-api"
 
@@ -10,7 +11,7 @@ router.register("device-types", views.DeviceTypeViewSet)
 router.register("devices", views.DeviceViewSet, basename="device")
 
 urlpatterns = [
-    path("telemetry/ingest/", views.TelemetryIngestApi.as_view(), name="telemetry-ingest"),
+    path("telemetry/ingest/", TelemetryIngestApi.as_view(), name="telemetry-ingest"),
     path("devices/<uuid:device_id>/telemetry/", views.DeviceTelemetryApi.as_view(), name="device-telemetry"),
     path(
         "devices/<uuid:device_id>/telemetry/latest/",

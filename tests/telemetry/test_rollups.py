@@ -19,8 +19,9 @@ from django.test import override_settings
 
 from iothub.worker import registry
 from telemetry import tasks, timescale
+from telemetry.buckets import aggregate_buckets
 from telemetry.models import Telemetry
-from telemetry.selectors import aggregate_buckets, telemetry_aggregate
+from telemetry.selectors import telemetry_aggregate
 from tests.factories import DeviceFactory, insert_readings
 from tests.telemetry.test_aggregates import EPOCH, expected, generate_readings, iso, rows_of
 
@@ -141,8 +142,9 @@ def test_after_a_refresh_the_views_read_the_stores_and_equal_the_raw_data(device
 
     # Through the selector the API uses: 1 h over the three days and 1 d, re-bucketed exactly.
     for interval in (timedelta(hours=1), timedelta(hours=6), timedelta(days=1), timedelta(minutes=15)):
-        first, stop, _ = aggregate_buckets(start=_now() - timedelta(days=4), end=_now(), interval=interval)
-        got = telemetry_aggregate(device=device, first=first, stop=stop, interval=interval)
+        start, end = _now() - timedelta(days=4), _now()
+        first, stop, _ = aggregate_buckets(start=start, end=end, interval=interval)
+        got = telemetry_aggregate(device=device, start=start, end=end, interval=interval)
         assert [{**b, "bucket": iso(b["bucket"])} for b in got] == expected(three_days, first, stop, interval)
 
 

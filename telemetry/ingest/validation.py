@@ -1,4 +1,4 @@
-"""The ingest rules (DESIGN.md, "Ingest rules"), checked in plain Python on the parsed body.
+"""The ingest rules, checked in plain Python on the parsed body (called by telemetry.ingest.services).
 
 This is the hot path: no serializer and no model instance per reading. Every problem of the body is collected,
 each with a JSON pointer into it (``/3/timestamp`` in a batch, ``/timestamp`` for a single reading), because a
@@ -7,12 +7,12 @@ batch is all-or-nothing and its sender needs the whole list to fix it.
 
 import math
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from django.conf import settings
-from django.db import connection
 
+from iothub.api.formats import UTC_TIME, UUID
 from iothub.api.problems import json_pointer
 from telemetry.models import INGESTING_STATUSES, METRIC_NAME_REGEX
 
@@ -26,10 +26,6 @@ MAX_FUTURE = timedelta(minutes=5)
 
 FIELDS = frozenset({"device_id", "timestamp", "metrics"})
 METRIC_NAME = re.compile(METRIC_NAME_REGEX)
-UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-# RFC 3339 in UTC: datetime.fromisoformat alone would also take naive times, other offsets, week dates and
-# more than 6 fractional digits.
-UTC_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|\+00:00)")
 
 
 class Reading(NamedTuple):
@@ -41,14 +37,6 @@ class Reading(NamedTuple):
     metrics: dict
 
 
-class ReadingsRefused(Exception):
-    """Readings the database refused (a device deleted since validation), as problems like validation's."""
-
-    def __init__(self, errors):
-        super().__init__(errors)
-        self.errors = errors
-
-
 def pointer(index, *parts):
     return json_pointer(*parts) if index is None else json_pointer(index, *parts)
 
@@ -57,16 +45,15 @@ def _error(errors, index, parts, detail, code):
     errors.append((-1 if index is None else index, {"pointer": pointer(index, *parts), "detail": detail, "code": code}))
 
 
-def validate_readings(payload, *, now=None):
+def validate_readings(payload, *, now, device_statuses):
     """``(readings, errors)`` for a parsed body: one reading object or an array of 1..1000 of them.
 
     ``errors`` is a list of ``{"pointer", "detail", "code"}`` in body order; ``readings`` is meaningful only when
     there are none. The devices are not looked up when the body is otherwise valid: the INSERT itself refuses
-    readings of unknown or non-ingesting devices (telemetry.services.reading_ingest), which saves a round trip
-    per request. When the body is refused anyway, one query adds the device problems so that every problem is
-    listed at once.
+    readings of unknown or non-ingesting devices, which saves a round trip per request. When the body is refused
+    anyway, ``device_statuses(device_ids)`` (one query: ``{device_id: status}`` of those that exist) adds the
+    device problems so that every problem is listed at once.
     """
-    now = now or datetime.now(UTC)
     errors = []
     if isinstance(payload, dict):
         items = [(None, payload)]
@@ -98,15 +85,15 @@ def validate_readings(payload, *, now=None):
             readings.append(Reading(index, device_id, time, metrics))
 
     if errors:
-        _device_errors(device_refs, errors)
+        _device_errors(device_refs, device_statuses, errors)
         return [], _in_body_order(errors)
     return readings, []
 
 
-def device_problems(readings):
-    """The problems of readings whose device is gone or may no longer send telemetry, in body order."""
+def device_problems(readings, device_statuses):
+    """The problems of readings whose device is unknown or may not send telemetry, in body order."""
     errors = []
-    _device_errors([(reading.index, reading.device_id) for reading in readings], errors)
+    _device_errors([(reading.index, reading.device_id) for reading in readings], device_statuses, errors)
     return _in_body_order(errors)
 
 
@@ -116,16 +103,11 @@ def _in_body_order(errors):
     return [error for _, error in errors]
 
 
-def _device_errors(device_refs, errors):
+def _device_errors(device_refs, device_statuses, errors):
     """Adds a problem for each ``(index, device_id)`` naming no device or one that may not send telemetry."""
     if not device_refs:
         return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT id::text, status FROM devices WHERE id = ANY(%s::uuid[])",
-            [list({device_id for _, device_id in device_refs})],
-        )
-        statuses = dict(cursor.fetchall())
+    statuses = device_statuses({device_id for _, device_id in device_refs})
     for index, device_id in device_refs:
         status = statuses.get(device_id)
         if status is None:
@@ -151,7 +133,7 @@ def _check_timestamp(item, index, oldest, newest, errors):
     if "timestamp" not in item:
         _error(errors, index, ("timestamp",), "This field is required.", "required")
         return None
-    if not isinstance(timestamp, str) or not UTC_TIMESTAMP.fullmatch(timestamp):
+    if not isinstance(timestamp, str) or not UTC_TIME.fullmatch(timestamp):
         detail = "Must be an RFC 3339 UTC time ending in Z or +00:00, with at most 6 fractional digits."
         _error(errors, index, ("timestamp",), detail, "invalid")
         return None
