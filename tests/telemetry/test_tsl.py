@@ -23,9 +23,8 @@ from psycopg2 import sql
 from iothub.worker import registry
 from rules.models import Event, Notification, NotificationStatus
 from telemetry import tasks, timescale
-from telemetry.ingest import Reading
+from telemetry.ingest.services import reading_ingest
 from telemetry.models import Telemetry
-from telemetry.services import reading_ingest
 from tests.factories import DeviceFactory, NotificationChannelFactory, RuleFactory, insert_readings
 from tests.telemetry.test_aggregates import aggregate_url, expected, generate_readings, iso, rows_of
 from tests.telemetry.test_policies import DEFAULTS, _apply, _policies
@@ -363,7 +362,8 @@ def test_aggregates_over_compressed_chunks_equal_the_raw_readings(compressed, vi
 
 
 def _ingest(device, time, metrics):
-    return reading_ingest(readings=[Reading(None, str(device.id), time, metrics)])
+    """Through ingest's service, as the API calls it: ``(accepted, duplicates)``."""
+    return reading_ingest(payload={"device_id": str(device.id), "timestamp": iso(time), "metrics": metrics})
 
 
 def _chunk_of(time):
