@@ -29,6 +29,13 @@ def ago(**delta):
     return iso(datetime.now(UTC).replace(microsecond=0) - timedelta(**delta))
 
 
+def seconds_apart(count):
+    """``count`` distinct timestamps a second apart, newest first, from one reading of the clock: calling ago() per
+    reading could give two the same second when the clock passes a second boundary while the batch is built."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    return [iso(now - timedelta(seconds=index)) for index in range(count)]
+
+
 def reading(device, timestamp=None, **metrics):
     return {"device_id": str(device.id), "timestamp": timestamp or ago(minutes=1), "metrics": metrics or {"t": 1}}
 
@@ -71,7 +78,7 @@ class TestAccepted:
         assert Telemetry.objects.get().received_at is not None
 
     def test_a_batch_of_1000_is_stored(self, api_client, device):
-        batch = [reading(device, ago(seconds=index), n=index) for index in range(1000)]
+        batch = [reading(device, timestamp, n=index) for index, timestamp in enumerate(seconds_apart(1000))]
         response = post(api_client, batch)
         assert response.status_code == 201, response.content
         assert response.json() == {"accepted": 1000, "duplicates": 0}
@@ -335,7 +342,7 @@ class TestShape:
         assert_refused(post(api_client, []), "", code="batch_size")
 
     def test_1001_readings_are_refused(self, api_client, device):
-        batch = [reading(device, ago(seconds=index)) for index in range(1001)]
+        batch = [reading(device, timestamp) for timestamp in seconds_apart(1001)]
         assert_refused(post(api_client, batch), "", code="batch_size")
 
 
@@ -371,7 +378,7 @@ class TestTransport:
     def test_a_body_over_1_mib_is_a_413_problem(self, api_client, device):
         # Valid in every other way: 1,000 readings of ~1.3 kB each.
         strings = {f"s{index}": "x" * 250 for index in range(5)}
-        batch = [reading(device, ago(seconds=index), **strings) for index in range(1000)]
+        batch = [reading(device, timestamp, **strings) for timestamp in seconds_apart(1000)]
         body = orjson.dumps(batch)
         assert len(body) > 1024 * 1024
         assert_problem(post_raw(api_client, body), 413, "payload_too_large")
