@@ -1,5 +1,5 @@
 # The application image: gunicorn (web), the worker and the one-shot init share it (see docker-compose.yml).
-FROM python:3.13-slim
+FROM python:3.13.7-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

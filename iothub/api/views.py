@@ -2,17 +2,19 @@ from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status, viewsets
+from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt import views as jwt_views
+from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 
 from iothub import edition
 from iothub.api.permissions import AdminOnly, AnyRole
 from iothub.api.problems import PROBLEM_CONTENT_TYPE, problem_body
 from iothub.api.serializers import LogoutSerializer, MeSerializer, TokenRefreshSerializer, UserSerializer
-from iothub.models import User
+from iothub.models import Role, User
 
 
 class TokenObtainPairApi(jwt_views.TokenObtainPairView):
@@ -105,7 +107,9 @@ class TimescaleSerializer(serializers.Serializer):
 
 class HealthSerializer(serializers.Serializer):
     database = serializers.ChoiceField(["ok", "unavailable"])
-    timescaledb = TimescaleSerializer(allow_null=True)
+    timescaledb = TimescaleSerializer(
+        allow_null=True, required=False, help_text="For admins only (a bearer token): versions help attackers."
+    )
     migrations_applied = serializers.BooleanField()
 
 
@@ -120,8 +124,19 @@ class HealthProblemSerializer(HealthSerializer):
     errors = serializers.ListField(child=serializers.DictField())
 
 
+def _caller_is_admin(request):
+    """Whether the request carries an admin's valid access token. Health needs no credentials, so a missing or bad
+    token is no error here: the caller just gets the status without versions."""
+    try:
+        authenticated = JWTAuthentication().authenticate(request)
+    except (AuthenticationFailed, InvalidToken, TokenError):
+        return False
+    return authenticated is not None and authenticated[0].role == Role.ADMIN
+
+
 class HealthApi(APIView):
-    """Liveness and readiness for load balancers and container healthchecks: no authentication."""
+    """Liveness and readiness for load balancers and container healthchecks: no authentication. The TimescaleDB
+    version and edition are shown to admins only."""
 
     authentication_classes = []
     permission_classes = [AllowAny]
@@ -136,6 +151,8 @@ class HealthApi(APIView):
     )
     def get(self, request):
         healthy, report = health_report()
+        if not _caller_is_admin(request):
+            del report["timescaledb"]
         if healthy:
             return Response(report)
         # A problem document that keeps the report's fields as extension members.

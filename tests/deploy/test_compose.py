@@ -152,6 +152,15 @@ def test_every_template_variable_is_set_for_the_proxy():
     assert used == defined
 
 
+def test_every_base_image_is_pinned_to_an_exact_version():
+    # Reproducible images: a tag like nginx:1.27-alpine moves with every patch release.
+    images = [service["image"] for service in SERVICES.values() if "image" in service]
+    images += [line.split()[1] for line in _dockerfile_instructions() if line.startswith("FROM ")]
+    assert len(images) == 3, images
+    for image in images:
+        assert re.search(r":(\d+\.\d+\.\d+)(-[a-z0-9.]+)?$", image), f"{image} is not pinned to an exact version"
+
+
 def test_proxy_renders_the_template_and_mounts_the_certificates_read_only():
     volumes = SERVICES["proxy"]["volumes"]
     assert "./docker/nginx/templates:/etc/nginx/templates:ro" in volumes
@@ -167,7 +176,7 @@ def _dockerfile_instructions():
 
 def test_dockerfile():
     instructions = _dockerfile_instructions()
-    assert instructions[0] == "FROM python:3.13-slim"
+    assert instructions[0] == "FROM python:3.13.7-slim"
     users = [line.split()[1] for line in instructions if line.startswith("USER ")]
     assert users, "the image must not run as root"
     assert users[-1] not in {"root", "0"}

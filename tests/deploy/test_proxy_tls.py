@@ -201,11 +201,12 @@ def test_plain_http_is_redirected_with_308(start_proxy, method):
     assert response.headers["Location"] == f"https://127.0.0.1:{https_port}/api/v1/users/?page=2"
 
 
-def test_health_over_plain_http_is_exempt_from_the_redirect(start_proxy):
-    http_port, _ = start_proxy()
+def test_plain_http_answers_nothing_but_redirects_health_included(start_proxy):
+    # Container healthchecks call the app inside the network; from outside, all access is over TLS.
+    http_port, https_port = start_proxy()
     response = request(http_port, "GET", "/api/v1/health/")
-    assert response.status == 200, response.body
-    assert response.json()["database"] == "ok"
+    assert response.status == 308, response.body
+    assert response.headers["Location"] == f"https://127.0.0.1:{https_port}/api/v1/health/"
 
 
 def test_body_over_the_proxy_limit_is_a_413_problem_from_nginx(start_proxy, tls):

@@ -117,9 +117,9 @@ def test_a_library_serving_another_edition_stops_migrate_the_worker_and_gunicorn
     assert expected in gunicorn.stderr, gunicorn.stderr
 
 
-def test_health_is_unhealthy_while_the_library_serves_another_edition(api_client, other_edition):
+def test_health_is_unhealthy_while_the_library_serves_another_edition(admin_client, other_edition):
     connection.close()  # a new session, which the switched library serves
-    response = api_client.get("/api/v1/health/")
+    response = admin_client.get("/api/v1/health/")
     assert response.status_code == 503
     assert response.json()["timescaledb"] is None
 
