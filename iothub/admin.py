@@ -1,10 +1,13 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.models import Group
 
 from iothub.models import User
 
 admin.site.site_header = "IoT Hub administration"
 admin.site.site_title = "IoT Hub"
+# Permissions come from the role (iothub.access), never from groups: a group's permissions would do nothing.
+admin.site.unregister(Group)
 
 
 @admin.register(User)

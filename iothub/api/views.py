@@ -10,7 +10,7 @@ from rest_framework_simplejwt import views as jwt_views
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 
 from iothub import edition
-from iothub.api.permissions import AdminOnly, AnyRole
+from iothub.api.permissions import AnyRole, model_permission
 from iothub.api.problems import PROBLEM_CONTENT_TYPE, problem_body
 from iothub.api.serializers import LogoutSerializer, MeSerializer, TokenRefreshSerializer, UserSerializer
 from iothub.models import User
@@ -58,7 +58,7 @@ class MeApi(APIView):
 class UserViewSet(viewsets.ModelViewSet):
     queryset = User.objects.all()
     serializer_class = UserSerializer
-    permission_classes = [AdminOnly]
+    permission_classes = [model_permission("iothub.user")]
     filterset_fields = ["role", "is_active"]
     search_fields = ["username", "email", "first_name", "last_name"]
     ordering_fields = ["username", "date_joined", "last_login", "role"]

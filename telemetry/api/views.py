@@ -22,7 +22,7 @@ from iothub.api.exceptions import InvalidQueryParameters, ServiceUnavailable
 from iothub.api.filters import FilterBackend
 from iothub.api.pagination import positive_int_parameter
 from iothub.api.parsers import parse_json, read_body
-from iothub.api.permissions import AnyRole, ReadAnyWriteAdmin, ReadAnyWriteOperator
+from iothub.api.permissions import AnyRole, model_permission
 from iothub.api.problems import problem_response
 from telemetry.api.serializers import (
     DeviceSerializer,
@@ -53,7 +53,7 @@ class DeviceTypeViewSet(viewsets.ModelViewSet):
 
     queryset = DeviceType.objects.all()
     serializer_class = DeviceTypeSerializer
-    permission_classes = [ReadAnyWriteAdmin]
+    permission_classes = [model_permission("telemetry.devicetype")]
     search_fields = ["name"]
     ordering_fields = ["name", "created_at"]
 
@@ -62,7 +62,7 @@ class DeviceViewSet(viewsets.ModelViewSet):
     """Devices: admins and operators write, every role reads. Deleting a device deletes its telemetry."""
 
     serializer_class = DeviceSerializer
-    permission_classes = [ReadAnyWriteOperator]
+    permission_classes = [model_permission("telemetry.device")]
     lookup_value_regex = UUID_PATH_REGEX
     # Ordering is the filterset's (it refuses unknown fields), so DRF's OrderingFilter is left out.
     filter_backends = [FilterBackend, filters.SearchFilter]

@@ -78,8 +78,13 @@ def test_role_is_checked_by_the_database():
 
 
 def test_staff_and_superuser_follow_the_role():
+    # Every role uses Admin (what it sees there: tests/security/test_admin_roles.py); only admins are superusers.
     viewer = UserFactory(role=Role.VIEWER)
-    assert not viewer.is_staff
+    assert viewer.is_staff
+    assert not viewer.is_superuser
+    assert not viewer.has_perm("rules.change_event")
+    viewer.role = Role.OPERATOR
+    assert viewer.has_perm("rules.change_event")
     assert not viewer.is_superuser
     viewer.role = Role.ADMIN
     assert viewer.is_staff
