@@ -53,3 +53,8 @@ def role_has_module_perms(role, app_label):
     if role == Role.ADMIN:
         return True
     return any(label.startswith(f"{app_label}.") and role in access.read for label, access in MODEL_ACCESS.items())
+
+
+def may_read_secrets(user):
+    """Whether ``user`` sees notification channels' targets whole (webhook URLs carry tokens): admins only."""
+    return getattr(user, "role", None) == Role.ADMIN and user.is_active

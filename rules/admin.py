@@ -7,9 +7,10 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.core.exceptions import ValidationError
 
+from iothub.access import may_read_secrets
 from rules import services
 from rules.models import Event, EventStatus, Notification, NotificationChannel, Rule, RuleChannel
-from rules.notifications import clean_channel_target
+from rules.notifications import clean_channel_target, mask_channel_target
 
 
 class RuleChannelInline(admin.TabularInline):
@@ -149,10 +150,34 @@ class NotificationChannelForm(forms.ModelForm):
 
 @admin.register(NotificationChannel)
 class NotificationChannelAdmin(admin.ModelAdmin):
+    """Admins see and edit targets whole; other roles see them masked (they may not write channels anyway)."""
+
     form = NotificationChannelForm
+    fields = ["name", "kind", "target", "enabled"]
     list_display = ["name", "kind", "target", "enabled", "updated_at"]
     list_filter = ["kind", "enabled"]
     search_fields = ["name", "target"]
+
+    def get_list_display(self, request):
+        if may_read_secrets(request.user):
+            return self.list_display
+        return [name if name != "target" else "masked_target" for name in self.list_display]
+
+    def get_search_fields(self, request):
+        # Searching the targets would reveal a token a character at a time.
+        return self.search_fields if may_read_secrets(request.user) else ["name"]
+
+    def get_fields(self, request, obj=None):
+        if may_read_secrets(request.user):
+            return self.fields
+        return [name if name != "target" else "masked_target" for name in self.fields]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if may_read_secrets(request.user) else ["masked_target"]
+
+    @admin.display(description="target")
+    def masked_target(self, channel):
+        return mask_channel_target(channel.kind, channel.target)
 
 
 @admin.register(Notification)

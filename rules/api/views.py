@@ -6,6 +6,7 @@ from rest_framework import viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from iothub.access import may_read_secrets
 from iothub.api.exceptions import Conflict
 from iothub.api.permissions import model_permission
 from rules import selectors, services
@@ -25,8 +26,12 @@ class NotificationChannelViewSet(viewsets.ModelViewSet):
     serializer_class = NotificationChannelSerializer
     permission_classes = [model_permission("rules.notificationchannel")]
     filterset_fields = ["kind", "enabled"]
-    search_fields = ["name", "target"]
     ordering_fields = ["name", "kind", "created_at"]
+
+    @property
+    def search_fields(self):
+        # Searching the targets would reveal a token a character at a time to a role that sees them masked.
+        return ["name", "target"] if may_read_secrets(getattr(self.request, "user", None)) else ["name"]
 
 
 class NotificationViewSet(viewsets.ReadOnlyModelViewSet):

@@ -5,6 +5,7 @@ by hand, so a change to the table that moves Admin away from the API's role matr
 """
 
 import re
+from datetime import UTC, datetime
 
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
@@ -12,9 +13,10 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from iothub.access import MODEL_ACCESS
 from iothub.api.permissions import RolePermission
 from iothub.models import User
-from rules.models import Event, EventStatus
+from rules.models import Event, EventStatus, Notification
+from rules.notifications import deliver_due_notifications
 from telemetry.models import Device
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, NotificationChannelFactory, RuleFactory, insert_readings
 
 pytestmark = pytest.mark.django_db
 
@@ -268,3 +270,47 @@ def test_the_api_reads_the_same_table_as_admin():
         (permission,) = [p for p in view.permission_classes if issubclass(p, RolePermission)]
         access = MODEL_ACCESS[label]
         assert (permission.read_roles, permission.write_roles) == (access.read, access.write), view
+
+
+SECRET = "s3cret-token"
+
+
+@pytest.mark.parametrize(
+    ("page", "readers"),
+    [
+        ("/admin/rules/notificationchannel/", {"admin"}),
+        ("/admin/rules/notificationchannel/{channel}/change/", {"admin"}),
+        ("/admin/rules/notification/", set()),
+        ("/admin/rules/notification/{notification}/change/", set()),
+    ],
+)
+def test_channel_secrets_in_admin_for_admins_only(client, world, settings, page, readers):
+    channel = NotificationChannelFactory(
+        name="pager", kind="webhook", target=f"https://hooks.example.com/T0KEN-PATH?token={SECRET}"
+    )
+    RuleFactory(name="paged", channels=[channel], dedupe=False)
+    insert_readings(world.device, [(datetime.now(UTC), {"temperature": 99})])
+    deliver_due_notifications()  # webhooks are off: the request is recorded, not sent
+    notification = Notification.objects.get(channel=channel)
+    assert notification.request["url"] == "https://hooks.example.com/…"
+    url = page.format(channel=channel.pk, notification=notification.pk)
+    read = set()
+    for role in EVERY_ROLE:
+        client.logout()
+        html = login(client, world.users[role]).get(url, **HTTPS).content.decode()
+        assert "pager" in html or "notification" in url
+        if SECRET in html:
+            read.add(role)
+    assert read == readers
+
+
+def test_only_admins_find_channels_by_target_in_admin(client, world):
+    # The search box echoes the query, so the answer is whether the channel is listed: a search would be an oracle.
+    channel = NotificationChannelFactory(name="pager", kind="webhook", target=f"https://hooks.example.com/?t={SECRET}")
+    found = set()
+    for role in EVERY_ROLE:
+        client.logout()
+        page = login(client, world.users[role]).get("/admin/rules/notificationchannel/", {"q": SECRET[:6]}, **HTTPS)
+        if f"/admin/rules/notificationchannel/{channel.pk}/change/" in page.content.decode():
+            found.add(role)
+    assert found == {"admin"}
