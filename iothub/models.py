@@ -1,6 +1,9 @@
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models
 
+# Raised by the trigger users_keep_an_active_admin (sql/triggers/) when a change would leave no active admin.
+LAST_ADMIN_SQLSTATE = "IO002"
+
 
 class Role(models.TextChoices):
     ADMIN = "admin", "Admin"

@@ -1,4 +1,4 @@
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status, viewsets
@@ -62,6 +62,16 @@ class UserViewSet(viewsets.ModelViewSet):
     filterset_fields = ["role", "is_active"]
     search_fields = ["username", "email", "first_name", "last_name"]
     ordering_fields = ["username", "date_joined", "last_login", "role"]
+
+    # Each write in a transaction of its own: when the database refuses it (the last active admin, a 409), the
+    # password set in the same request is rolled back with it and the connection stays usable.
+    def perform_update(self, serializer):
+        with transaction.atomic():
+            serializer.save()
+
+    def perform_destroy(self, instance):
+        with transaction.atomic():
+            instance.delete()
 
 
 _applied_migrations_seen = False

@@ -102,8 +102,8 @@ def test_authorization_reads_the_current_role_not_the_token_claim(admin_user):
     assert client.get(USERS_URL).status_code == 403
 
 
-def test_deactivated_users_lose_access_at_once():
-    user = UserFactory(role=Role.ADMIN)
+def test_deactivated_users_lose_access_at_once(admin_user):
+    user = UserFactory(role=Role.ADMIN)  # not the last active admin (admin_user), who could not be deactivated
     client = client_for(user)
     User.objects.filter(pk=user.pk).update(is_active=False)
     assert_problem(client.get("/api/v1/me/"), 401)
