@@ -1,13 +1,16 @@
-"""Django Admin of the rules app: rules (validated like the API), events (read-only, acknowledge/resolve actions),
-notification channels (editable, target checked per kind) and notifications (read-only, a retry action)."""
+"""Django Admin of the rules app: rules (validated like the API), events (read-only, acknowledge/resolve actions
+with a note), notification channels (editable, target checked per kind) and notifications (read-only, a retry
+action). Who may do what is iothub.access's table, through User.has_perm."""
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
 from django.core.exceptions import ValidationError
 
+from iothub.access import may_read_secrets
 from rules import services
 from rules.models import Event, EventStatus, Notification, NotificationChannel, Rule, RuleChannel
-from rules.notifications import clean_channel_target
+from rules.notifications import clean_channel_target, mask_channel_target
 
 
 class RuleChannelInline(admin.TabularInline):
@@ -57,9 +60,20 @@ class RuleAdmin(admin.ModelAdmin):
         return f"{rule.metric} {rule.get_operator_display()} {rule.threshold}"
 
 
+class EventActionForm(ActionForm):
+    # The API's acknowledge/ and resolve/ take the same note.
+    note = forms.CharField(
+        required=False,
+        max_length=2000,
+        label="Note",
+        widget=forms.TextInput(attrs={"size": 40, "placeholder": "a note for acknowledge/resolve (optional)"}),
+    )
+
+
 @admin.register(Event)
 class EventAdmin(admin.ModelAdmin):
-    """Events are written by the database; here they are read, acknowledged and resolved."""
+    """Events are written by the database; here they are read, acknowledged and resolved (never added or deleted:
+    iothub.access gives no role those permissions)."""
 
     list_display = [
         "triggered_at",
@@ -76,26 +90,30 @@ class EventAdmin(admin.ModelAdmin):
     list_select_related = ["device"]
     date_hierarchy = "triggered_at"
     actions = ["acknowledge", "resolve"]
-
-    def has_add_permission(self, request):
-        return False
+    action_form = EventActionForm
 
     def has_change_permission(self, request, obj=None):
+        # The form stays read-only: acknowledge and resolve are the only changes, through the actions.
         return False
 
-    @admin.action(description="Acknowledge selected open events")
+    def has_transition_permission(self, request):
+        return request.user.has_perm("rules.change_event")
+
+    @admin.action(description="Acknowledge selected open events (with the note)", permissions=["transition"])
     def acknowledge(self, request, queryset):
         self._transition(request, queryset, services.event_acknowledge, "acknowledged")
 
-    @admin.action(description="Resolve selected events")
+    @admin.action(description="Resolve selected events (with the note)", permissions=["transition"])
     def resolve(self, request, queryset):
         self._transition(request, queryset, services.event_resolve, "resolved")
 
     def _transition(self, request, queryset, transition, done):
+        # The action form checked the note (at most 2000 characters) before the action ran.
+        note = request.POST.get("note", "").strip()
         changed, refused = 0, []
         for event in queryset:
             try:
-                transition(event=event, user=request.user, note="")
+                transition(event=event, user=request.user, note=note)
                 changed += 1
             except services.InvalidEventTransition:
                 refused.append(event)
@@ -132,10 +150,34 @@ class NotificationChannelForm(forms.ModelForm):
 
 @admin.register(NotificationChannel)
 class NotificationChannelAdmin(admin.ModelAdmin):
+    """Admins see and edit targets whole; other roles see them masked (they may not write channels anyway)."""
+
     form = NotificationChannelForm
+    fields = ["name", "kind", "target", "enabled"]
     list_display = ["name", "kind", "target", "enabled", "updated_at"]
     list_filter = ["kind", "enabled"]
     search_fields = ["name", "target"]
+
+    def get_list_display(self, request):
+        if may_read_secrets(request.user):
+            return self.list_display
+        return [name if name != "target" else "masked_target" for name in self.list_display]
+
+    def get_search_fields(self, request):
+        # Searching the targets would reveal a token a character at a time.
+        return self.search_fields if may_read_secrets(request.user) else ["name"]
+
+    def get_fields(self, request, obj=None):
+        if may_read_secrets(request.user):
+            return self.fields
+        return [name if name != "target" else "masked_target" for name in self.fields]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if may_read_secrets(request.user) else ["masked_target"]
+
+    @admin.display(description="target")
+    def masked_target(self, channel):
+        return mask_channel_target(channel.kind, channel.target)
 
 
 @admin.register(Notification)
@@ -149,16 +191,14 @@ class NotificationAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     actions = ["retry_now"]
 
-    def has_add_permission(self, request):
-        return False
-
     def has_change_permission(self, request, obj=None):
+        # The form stays read-only; "retry now" is the only change (iothub.access: admins).
         return False
 
-    def has_delete_permission(self, request, obj=None):
-        return False
+    def has_retry_permission(self, request):
+        return request.user.has_perm("rules.change_notification")
 
-    @admin.action(description="Retry the selected notifications now")
+    @admin.action(description="Retry the selected notifications now", permissions=["retry"])
     def retry_now(self, request, queryset):
         retried = services.notification_retry(notifications=queryset)
         self.message_user(request, f"{retried} notification(s) will be retried now; sent or sending ones were skipped.")

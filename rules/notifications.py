@@ -16,10 +16,12 @@ Every time is the database's ``now()``, so workers on several hosts agree on wha
 
 import json
 import logging
+import re
 import time
 import urllib.error
 import urllib.request
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -144,7 +146,7 @@ def deliver_notification(notification):
     try:
         request = DELIVERERS[channel.kind](notification)
     except Exception as error:
-        _record_failure(notification, _describe_error(error))
+        _record_failure(notification, _describe_error(error, channel))
     else:
         _claimed(notification).update(
             status=NotificationStatus.SENT,
@@ -181,10 +183,11 @@ def _record_failure(notification, error):
     )
 
 
-def _describe_error(error):
+def _describe_error(error, channel):
+    # Exceptions of HTTP and mail libraries often quote the URL or the addresses.
     if isinstance(error, DeliveryError):
-        return str(error)
-    return f"{type(error).__name__}: {error}"[:1000]
+        return redact(str(error), channel)
+    return redact(f"{type(error).__name__}: {error}", channel)[:1000]
 
 
 def recover_stalled_notifications(*, stalled_after=None):
@@ -250,6 +253,67 @@ def deliver_to_log(notification):
         content["device_id"],
     )
     return None
+
+
+# Secrets: a webhook URL carries its token in the query (?token=…), the userinfo (https://user:pass@…) or the path
+# (Slack's /services/T…/B…/<secret>), so only its scheme, host and port are ever logged, stored in a notification
+# or shown to a role other than admin (docs/rules.md, "Who sees a channel's target").
+URL_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+REDACTED = "…"
+
+
+def redact_url(url):
+    """``https://hooks.example.com/…``: the URL's scheme, host and port; "/…" stands for whatever followed."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        return REDACTED
+    if ":" in host:
+        host = f"[{host}]"
+    origin = f"{parts.scheme}://{host}" + (f":{port}" if port else "")
+    rest = parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password
+    return f"{origin}/{REDACTED}" if rest else origin
+
+
+def mask_email(address):
+    """``o***@example.com``: enough for a person to recognise the mailbox, not to write to it."""
+    local, at, domain = address.rpartition("@")
+    return f"{local[:1]}***@{domain}" if at and local else "***"
+
+
+def mask_channel_target(kind, target):
+    """A channel's target as roles other than admin see it. A log channel's target is a label, shown as is."""
+    if kind == ChannelKind.WEBHOOK:
+        return redact_url(target)
+    if kind == ChannelKind.EMAIL:
+        return ", ".join(mask_email(address) for address in email_recipients(target))
+    return target
+
+
+def redact(text, channel):
+    """``text`` (an error, a log line) without the channel's secrets: every URL redacted, and the secret parts of
+    the channel's own webhook URL or its addresses wherever they appear on their own."""
+
+    def redact_match(match):
+        url = match.group(0)
+        trailing = url[len(url.rstrip(".,:;")) :]
+        return redact_url(url.rstrip(".,:;")) + trailing
+
+    text = URL_PATTERN.sub(redact_match, text)
+    if channel.kind == ChannelKind.WEBHOOK:
+        try:
+            parts = urlsplit(channel.target)
+            secrets = [parts.query, parts.fragment, parts.password or "", parts.username or "", parts.path.strip("/")]
+        except ValueError:
+            secrets = []
+        # Short parts ("/in", "bob") are no secret worth turning every match in a message into "…".
+        for secret in sorted((part for part in secrets if len(part) >= 6), key=len, reverse=True):
+            text = text.replace(secret, REDACTED)
+    elif channel.kind == ChannelKind.EMAIL:
+        for address in email_recipients(channel.target):
+            text = text.replace(address, mask_email(address))
+    return text
 
 
 def email_recipients(target):
@@ -318,20 +382,27 @@ def deliver_by_webhook(notification):
     """POSTs the event, or only records the request while NOTIFICATION_WEBHOOKS_ENABLED is off; returns the
     request for ``Notification.request``."""
     url, headers, data = webhook_request(notification)
-    recorded = {"method": "POST", "url": url, "body": json.loads(data), "sent": settings.NOTIFICATION_WEBHOOKS_ENABLED}
+    # What is logged and stored names the receiver, never the URL's secret part (every role reads `request`).
+    shown_url = redact_url(url)
+    recorded = {
+        "method": "POST",
+        "url": shown_url,
+        "body": json.loads(data),
+        "sent": settings.NOTIFICATION_WEBHOOKS_ENABLED,
+    }
     if not settings.NOTIFICATION_WEBHOOKS_ENABLED:
-        logger.info("Webhook not sent (NOTIFICATION_WEBHOOKS_ENABLED is off): POST %s %s", url, data.decode())
+        logger.info("Webhook not sent (NOTIFICATION_WEBHOOKS_ENABLED is off): POST %s %s", shown_url, data.decode())
         return recorded
     request = urllib.request.Request(url, data=data, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT) as response:
             status = response.status
     except urllib.error.HTTPError as error:
-        raise DeliveryError(f"POST {url}: HTTP {error.code} {error.reason}") from error
+        raise DeliveryError(f"POST {shown_url}: HTTP {error.code} {error.reason}") from error
     except (urllib.error.URLError, TimeoutError, OSError) as error:
-        raise DeliveryError(f"POST {url}: {getattr(error, 'reason', error)}") from error
+        raise DeliveryError(f"POST {shown_url}: {getattr(error, 'reason', error)}") from error
     if not 200 <= status < 300:
-        raise DeliveryError(f"POST {url}: HTTP {status}")
+        raise DeliveryError(f"POST {shown_url}: HTTP {status}")
     return recorded
 
 

@@ -12,6 +12,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from iothub.api.exceptions import Conflict, InvalidQueryParameters, ServiceUnavailable
 from iothub.api.problems import PROBLEM_CONTENT_TYPE, json_pointer, problem_body
+from iothub.models import LAST_ADMIN_SQLSTATE
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ _INTEGRITY_PROBLEMS = {
 # are written for a person, so they become the problem's detail.
 _DOMAIN_PROBLEMS = {
     "IO001": (Conflict, "invalid_transition"),  # event_status_transition: an event status change out of order
+    LAST_ADMIN_SQLSTATE: (Conflict, "last_admin"),  # users_keep_an_active_admin: no active admin would be left
 }
 
 

@@ -1,4 +1,4 @@
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status, viewsets
@@ -11,7 +11,7 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 
 from iothub import edition
-from iothub.api.permissions import AdminOnly, AnyRole
+from iothub.api.permissions import AnyRole, model_permission
 from iothub.api.problems import PROBLEM_CONTENT_TYPE, problem_body
 from iothub.api.serializers import LogoutSerializer, MeSerializer, TokenRefreshSerializer, UserSerializer
 from iothub.models import Role, User
@@ -59,10 +59,20 @@ class MeApi(APIView):
 class UserViewSet(viewsets.ModelViewSet):
     queryset = User.objects.all()
     serializer_class = UserSerializer
-    permission_classes = [AdminOnly]
+    permission_classes = [model_permission("iothub.user")]
     filterset_fields = ["role", "is_active"]
     search_fields = ["username", "email", "first_name", "last_name"]
     ordering_fields = ["username", "date_joined", "last_login", "role"]
+
+    # Each write in a transaction of its own: when the database refuses it (the last active admin, a 409), the
+    # password set in the same request is rolled back with it and the connection stays usable.
+    def perform_update(self, serializer):
+        with transaction.atomic():
+            serializer.save()
+
+    def perform_destroy(self, instance):
+        with transaction.atomic():
+            instance.delete()
 
 
 _applied_migrations_seen = False

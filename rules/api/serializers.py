@@ -5,9 +5,10 @@ import copy
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
+from iothub.access import may_read_secrets
 from iothub.api.serializers import StrictFieldsMixin, StrictModelSerializer
 from rules.models import Event, Notification, NotificationChannel, Rule
-from rules.notifications import clean_channel_target
+from rules.notifications import clean_channel_target, mask_channel_target
 
 
 class NotificationChannelSerializer(StrictModelSerializer):
@@ -15,6 +16,14 @@ class NotificationChannelSerializer(StrictModelSerializer):
         model = NotificationChannel
         fields = ["id", "name", "kind", "target", "enabled", "created_at", "updated_at"]
         read_only_fields = ["created_at", "updated_at"]
+        extra_kwargs = {"target": {"help_text": "Whole for admins; masked for other roles (docs/rules.md)."}}
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        if not may_read_secrets(getattr(request, "user", None)):
+            data["target"] = mask_channel_target(instance.kind, instance.target)
+        return data
 
     def validate(self, attrs):
         # A PATCH of either field re-checks the pair: a webhook switched to email needs an address.

@@ -6,8 +6,9 @@ from rest_framework import viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from iothub.access import may_read_secrets
 from iothub.api.exceptions import Conflict
-from iothub.api.permissions import ReadAnyWriteAdmin, ReadAnyWriteOperator
+from iothub.api.permissions import model_permission
 from rules import selectors, services
 from rules.api.serializers import (
     EventSerializer,
@@ -23,10 +24,14 @@ from rules.models import Notification, NotificationChannel
 class NotificationChannelViewSet(viewsets.ModelViewSet):
     queryset = NotificationChannel.objects.all()
     serializer_class = NotificationChannelSerializer
-    permission_classes = [ReadAnyWriteAdmin]
+    permission_classes = [model_permission("rules.notificationchannel")]
     filterset_fields = ["kind", "enabled"]
-    search_fields = ["name", "target"]
     ordering_fields = ["name", "kind", "created_at"]
+
+    @property
+    def search_fields(self):
+        # Searching the targets would reveal a token a character at a time to a role that sees them masked.
+        return ["name", "target"] if may_read_secrets(getattr(self.request, "user", None)) else ["name"]
 
 
 class NotificationViewSet(viewsets.ReadOnlyModelViewSet):
@@ -34,7 +39,7 @@ class NotificationViewSet(viewsets.ReadOnlyModelViewSet):
 
     queryset = Notification.objects.all()
     serializer_class = NotificationSerializer
-    permission_classes = [ReadAnyWriteAdmin]
+    permission_classes = [model_permission("rules.notification")]
     filterset_class = NotificationFilterSet
     ordering_fields = ["created_at", "next_attempt_at", "sent_at", "attempts"]
 
@@ -44,7 +49,7 @@ class RuleViewSet(viewsets.ModelViewSet):
 
     queryset = selectors.rule_list()
     serializer_class = RuleSerializer
-    permission_classes = [ReadAnyWriteAdmin]
+    permission_classes = [model_permission("rules.rule")]
     filterset_class = RuleFilterSet
     search_fields = ["name", "description", "metric"]
     ordering_fields = ["name", "severity", "metric", "created_at", "updated_at"]
@@ -55,7 +60,7 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet):
 
     queryset = selectors.event_list()
     serializer_class = EventSerializer
-    permission_classes = [ReadAnyWriteOperator]
+    permission_classes = [model_permission("rules.event")]
     filterset_class = EventFilterSet
     ordering_fields = ["triggered_at", "last_triggered_at", "occurrence_count", "severity"]
 
@@ -63,7 +68,7 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet):
 class _EventTransitionApi(APIView):
     """POST {"note": "…"} (optional) moves the event on; 409 problem when its status doesn't allow it."""
 
-    permission_classes = [ReadAnyWriteOperator]
+    permission_classes = [model_permission("rules.event")]
     transition = None
 
     @extend_schema(

@@ -16,7 +16,7 @@ from iothub.api.exceptions import InvalidQueryParameters
 from iothub.api.filters import FilterBackend
 from iothub.api.formats import UUID
 from iothub.api.pagination import positive_int_parameter
-from iothub.api.permissions import AnyRole, ReadAnyWriteAdmin, ReadAnyWriteOperator
+from iothub.api.permissions import AnyRole, model_permission
 from telemetry.api.serializers import (
     DeviceSerializer,
     DeviceTypeSerializer,
@@ -37,7 +37,7 @@ class DeviceTypeViewSet(viewsets.ModelViewSet):
 
     queryset = DeviceType.objects.all()
     serializer_class = DeviceTypeSerializer
-    permission_classes = [ReadAnyWriteAdmin]
+    permission_classes = [model_permission("telemetry.devicetype")]
     search_fields = ["name"]
     ordering_fields = ["name", "created_at"]
 
@@ -46,7 +46,7 @@ class DeviceViewSet(viewsets.ModelViewSet):
     """Devices: admins and operators write, every role reads. Deleting a device deletes its telemetry."""
 
     serializer_class = DeviceSerializer
-    permission_classes = [ReadAnyWriteOperator]
+    permission_classes = [model_permission("telemetry.device")]
     lookup_value_regex = UUID.pattern  # a path segment that is not a UUID is a 404 at routing, not a database error
     # Ordering is the filterset's (it refuses unknown fields), so DRF's OrderingFilter is left out.
     filter_backends = [FilterBackend, filters.SearchFilter]

@@ -9,15 +9,6 @@ pytestmark = pytest.mark.django_db
 HTTPS = {"secure": True}
 
 
-@pytest.mark.parametrize("role", [Role.OPERATOR, Role.VIEWER])
-def test_only_admins_reach_django_admin(client, role):
-    UserFactory(username="someone", role=role)
-    assert client.login(username="someone", password=PASSWORD)
-    response = client.get("/admin/", **HTTPS)
-    assert response.status_code == 302
-    assert response["Location"].startswith("/admin/login/")
-
-
 def test_admins_manage_users_with_roles_in_admin(client):
     boss = UserFactory(username="boss", role=Role.ADMIN)
     UserFactory(username="someone", role=Role.VIEWER)

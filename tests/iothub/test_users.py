@@ -78,8 +78,13 @@ def test_role_is_checked_by_the_database():
 
 
 def test_staff_and_superuser_follow_the_role():
+    # Every role uses Admin (what it sees there: tests/security/test_admin_roles.py); only admins are superusers.
     viewer = UserFactory(role=Role.VIEWER)
-    assert not viewer.is_staff
+    assert viewer.is_staff
+    assert not viewer.is_superuser
+    assert not viewer.has_perm("rules.change_event")
+    viewer.role = Role.OPERATOR
+    assert viewer.has_perm("rules.change_event")
     assert not viewer.is_superuser
     viewer.role = Role.ADMIN
     assert viewer.is_staff
@@ -97,8 +102,8 @@ def test_authorization_reads_the_current_role_not_the_token_claim(admin_user):
     assert client.get(USERS_URL).status_code == 403
 
 
-def test_deactivated_users_lose_access_at_once():
-    user = UserFactory(role=Role.ADMIN)
+def test_deactivated_users_lose_access_at_once(admin_user):
+    user = UserFactory(role=Role.ADMIN)  # not the last active admin (admin_user), who could not be deactivated
     client = client_for(user)
     User.objects.filter(pk=user.pk).update(is_active=False)
     assert_problem(client.get("/api/v1/me/"), 401)

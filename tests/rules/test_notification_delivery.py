@@ -5,6 +5,7 @@ Notifications are queued the realistic way: a reading breaches a rule and the da
 its pending notifications. Webhooks only ever go to a local http.server on 127.0.0.1.
 """
 
+import importlib
 import json
 import logging
 import socket
@@ -14,6 +15,7 @@ from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.apps import apps as django_apps
 from django.core import mail
 from django.db import connection, connections
 from django.db.models.functions import Now
@@ -21,7 +23,7 @@ from django.utils import timezone
 
 from iothub.worker import Registry, Worker
 from rules import notifications, tasks
-from rules.models import Notification, NotificationStatus
+from rules.models import Notification, NotificationChannel, NotificationStatus
 from rules.notifications import (
     NOTIFY_CHANNEL,
     claim_due_notifications,
@@ -71,6 +73,8 @@ class WebhookReceiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/iot"
+        # How the URL is logged and stored: its path may be a secret (rules.notifications.redact_url).
+        self.shown_url = f"http://127.0.0.1:{self.server.server_port}/…"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -146,7 +150,7 @@ def test_webhook_is_recorded_but_not_sent_by_default(settings, receiver):
     assert notification.status == NotificationStatus.SENT
     assert notification.last_error == ""
     assert notification.request["sent"] is False
-    assert (notification.request["method"], notification.request["url"]) == ("POST", receiver.url)
+    assert (notification.request["method"], notification.request["url"]) == ("POST", receiver.shown_url)
     assert notification.request["body"]["event"]["event_id"] == notification.event_id
 
 
@@ -194,7 +198,7 @@ def test_failures_retry_with_exponential_backoff_until_max_attempts(settings, cl
         notification.refresh_from_db()
         assert notification.status == NotificationStatus.PENDING
         assert notification.attempts == attempt
-        assert notification.last_error.startswith(f"POST {closed_port_url}: ")
+        assert notification.last_error.startswith(f"POST http://127.0.0.1:{closed_port}/…: ")
         assert "refused" in notification.last_error.lower()
         # Both are the same statement's now(): the wait is exact.
         assert notification.next_attempt_at - notification.updated_at == timedelta(seconds=delay)
@@ -225,7 +229,7 @@ def test_an_error_status_from_the_receiver_is_a_failure(settings, receiver):
     assert len(receiver.requests) == 1
     notification.refresh_from_db()
     assert notification.status == NotificationStatus.PENDING
-    assert notification.last_error == f"POST {receiver.url}: HTTP 503 Service Unavailable"
+    assert notification.last_error == f"POST {receiver.shown_url}: HTTP 503 Service Unavailable"
 
     receiver.status = 200
     make_due(notification)
@@ -445,3 +449,131 @@ def test_the_rules_app_registers_delivery_and_recovery_with_the_worker():
     recovery = registry.periodic_tasks["recover_stalled_notifications"]
     assert recovery.run_at_start
     assert recovery.every == timedelta(minutes=1)
+
+
+SECRETS = ("s3cret-token", "hook-user", "hook-pass", "T0KEN-PATH")
+
+
+def secret_url(base, *, userinfo=False):
+    """``base`` (http://host:port/…) with a token where webhook URLs carry one: the path, the query (and the
+    userinfo, which urllib can't send: such a channel fails, and its error must not quote them either)."""
+    if userinfo:
+        base = base.replace("http://", "http://hook-user:hook-pass@")
+    return base + "/T0KEN-PATH?token=s3cret-token#frag"
+
+
+def assert_no_secret(*texts):
+    for text in texts:
+        assert not any(secret in text for secret in SECRETS), text
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("status", [204, 503])
+def test_a_webhooks_secrets_reach_the_receiver_only(settings, receiver, caplog, status):
+    settings.NOTIFICATION_WEBHOOKS_ENABLED = True
+    receiver.status = status
+    channel = NotificationChannelFactory(kind="webhook", target=secret_url(receiver.url))
+    [notification] = queue_notifications(channel)
+
+    with caplog.at_level(logging.DEBUG):
+        deliver_due_notifications()
+
+    assert receiver.requests[0]["path"] == "/hooks/iot/T0KEN-PATH?token=s3cret-token"
+    notification.refresh_from_db()
+    assert notification.attempts == 1
+    assert_no_secret(json.dumps(notification.request), notification.last_error, caplog.text)
+    if status == 503:
+        assert notification.last_error == f"POST {receiver.shown_url}: HTTP 503 Service Unavailable"
+        assert f"POST {receiver.shown_url}" in caplog.text
+    else:
+        assert notification.request["url"] == receiver.shown_url
+
+
+@pytest.mark.django_db
+def test_a_webhook_recorded_but_not_sent_logs_no_secret(settings, receiver, caplog):
+    channel = NotificationChannelFactory(kind="webhook", target=secret_url(receiver.url))
+    [notification] = queue_notifications(channel)
+    with caplog.at_level(logging.DEBUG):
+        deliver_due_notifications()
+    notification.refresh_from_db()
+    assert f"POST {receiver.shown_url}" in caplog.text
+    assert_no_secret(json.dumps(notification.request), caplog.text)
+
+
+@pytest.mark.django_db
+def test_an_unreachable_webhook_with_secrets_records_none(settings, closed_port, caplog):
+    settings.NOTIFICATION_WEBHOOKS_ENABLED = True
+    for userinfo in (False, True):
+        target = secret_url(f"http://127.0.0.1:{closed_port}", userinfo=userinfo)
+        channel = NotificationChannelFactory(kind="webhook", target=target)
+        [notification] = queue_notifications(channel)
+        with caplog.at_level(logging.DEBUG):
+            deliver_due_notifications()
+        notification.refresh_from_db()
+        assert notification.attempts == 1
+        assert notification.last_error
+        assert_no_secret(notification.last_error, caplog.text)
+
+
+@pytest.mark.parametrize(
+    ("message", "redacted"),
+    [
+        # Library messages that quote the URL, whole or in parts.
+        (
+            "ValueError: unknown url type: 'htps://hook-user:hook-pass@hooks.example.com/T0KEN-PATH?token=s3cret-token'",
+            "ValueError: unknown url type: 'htps://hooks.example.com/…'",
+        ),
+        (
+            "InvalidURL: URL can't contain control characters. '/T0KEN-PATH?token=s3cret-token' (found at least ' ')",
+            "InvalidURL: URL can't contain control characters. '/…?…' (found at least ' ')",
+        ),
+        (
+            "POST https://hooks.example.com/T0KEN-PATH?token=s3cret-token: timed out",
+            "POST https://hooks.example.com/…: timed out",
+        ),
+        ("auth failed for hook-user", "auth failed for …"),
+    ],
+)
+def test_errors_are_redacted_whatever_quotes_the_url(message, redacted):
+    channel = NotificationChannel(
+        kind="webhook", target="https://hook-user:hook-pass@hooks.example.com/T0KEN-PATH?token=s3cret-token"
+    )
+    assert notifications.redact(message, channel) == redacted
+
+
+def test_email_errors_mask_the_addresses():
+    channel = NotificationChannel(kind="email", target="ops@example.com, oncall@example.org")
+    message = "SMTPRecipientsRefused: {'oncall@example.org': (550, b'no such user')}"
+    assert (
+        notifications.redact(message, channel) == "SMTPRecipientsRefused: {'o***@example.org': (550, b'no such user')}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "target", "masked"),
+    [
+        ("webhook", "https://hooks.example.com/services/T0/B0/XyZ?token=1", "https://hooks.example.com/…"),
+        ("webhook", "https://user:pw@hooks.example.com:8443", "https://hooks.example.com:8443/…"),
+        ("webhook", "https://hooks.example.com/", "https://hooks.example.com"),
+        ("webhook", "http://[::1]:9000/hook", "http://[::1]:9000/…"),
+        ("email", "ops@example.com, b@example.org", "o***@example.com, b***@example.org"),
+        ("log", "night shift", "night shift"),
+    ],
+)
+def test_targets_as_other_roles_see_them(kind, target, masked):
+    assert notifications.mask_channel_target(kind, target) == masked
+
+
+@pytest.mark.django_db
+def test_the_migration_redacts_notifications_stored_before(receiver):
+    migration = importlib.import_module("migrations.rules.0011_notifications_without_secrets")
+    channel = NotificationChannelFactory(kind="webhook", target=secret_url(receiver.url))
+    [notification] = queue_notifications(channel)
+    Notification.objects.filter(pk=notification.pk).update(
+        request={"method": "POST", "url": channel.target, "body": {}, "sent": False},
+        last_error=f"POST {channel.target}: HTTP 503 Service Unavailable",
+    )
+    migration.forwards(django_apps, None)
+    notification.refresh_from_db()
+    assert notification.request == {"method": "POST", "url": receiver.shown_url, "body": {}, "sent": False}
+    assert notification.last_error == f"POST {receiver.shown_url}: HTTP 503 Service Unavailable"

@@ -7,6 +7,7 @@ world. A second test proves the table covers every URL pattern under /api/v1/ an
 
 import json
 import re
+import socket
 from datetime import UTC, datetime
 from typing import NamedTuple
 
@@ -18,8 +19,10 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from iothub.login_protection import login_attempt_begin
 from iothub.models import LoginCounter
+from rules.models import Notification
+from rules.notifications import deliver_due_notifications
 from tests.conftest import HTTPS, assert_problem, client_for
-from tests.factories import PASSWORD, NotificationChannelFactory, UserFactory
+from tests.factories import PASSWORD, NotificationChannelFactory, RuleFactory, UserFactory, insert_readings
 from tests.security.conftest import ROLES
 
 pytestmark = pytest.mark.django_db
@@ -268,3 +271,72 @@ def test_only_admins_reach_the_login_counters_in_admin(method, page, matrix_worl
     refused = {(302, True), (403, True)}
     assert answered["admin"] == ((302, False) if method == "POST" else (200, True))
     assert {answered[role] for role in ROLES if role != "admin"} <= refused, answered
+
+
+# Secrets: which roles read each field that may hold one. Webhook URLs carry tokens (path, query); email targets are
+# addresses. Admins read channel targets whole; nobody reads a secret in a notification (never stored).
+SECRET = "s3cret-token"
+SECRET_FIELDS = [
+    # (path, field, roles that read the secret)
+    ("notification-channels/", "results/*/target", {"admin"}),
+    ("notification-channels/{webhook}/", "target", {"admin"}),
+    ("notification-channels/{email}/", "target", {"admin"}),
+    (f"notification-channels/?search={SECRET}", "results/*/target", {"admin"}),
+    ("notifications/", "results/*/request", set()),
+    ("notifications/", "results/*/last_error", set()),
+    ("notifications/{notification}/", "request", set()),
+    ("notifications/{notification}/", "last_error", set()),
+]
+
+
+@pytest.fixture
+def secrets_world(world, settings):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    webhook = NotificationChannelFactory(
+        name="pager", kind="webhook", target=f"http://127.0.0.1:{closed_port}/T0KEN-PATH?token={SECRET}"
+    )
+    email = NotificationChannelFactory(name="on-call", kind="email", target=f"{SECRET}@example.com")
+    RuleFactory(name="secret rule", channels=[webhook], dedupe=False)
+    insert_readings(world.device, [(datetime.now(UTC), {"temperature": 99})])
+    settings.NOTIFICATION_WEBHOOKS_ENABLED = True
+    deliver_due_notifications()
+    world.webhook, world.email = webhook, email
+    world.secret_notification = Notification.objects.get(channel=webhook)
+    assert world.secret_notification.last_error  # the closed port refused it
+    return world
+
+
+def _field_values(body, pointer):
+    head, _, rest = pointer.partition("/")
+    if head == "*":
+        return [value for item in body for value in _field_values(item, rest)]
+    return _field_values(body[head], rest) if rest else [body[head]]
+
+
+@pytest.mark.parametrize(("path", "field", "readers"), SECRET_FIELDS, ids=[f"{p} {f}" for p, f, _ in SECRET_FIELDS])
+def test_each_role_reads_secrets_only_where_allowed(secrets_world, path, field, readers):
+    url = API_PREFIX + path.format(
+        webhook=secrets_world.webhook.pk,
+        email=secrets_world.email.pk,
+        notification=secrets_world.secret_notification.pk,
+    )
+    read = set()
+    for role in ("viewer", "operator", "admin"):
+        response = client_for(secrets_world.users[role]).get(url)
+        assert response.status_code == 200
+        values = _field_values(response.json(), field)
+        if path.startswith("notification-channels/") and "search" not in path:
+            assert values, "the channel is listed for every role (only its target is masked)"
+        if any(SECRET in json.dumps(value) for value in values):
+            read.add(role)
+    assert read == readers
+
+
+def test_other_roles_see_targets_masked(secrets_world):
+    viewer = client_for(secrets_world.users["viewer"])
+    webhook = viewer.get(f"{API_PREFIX}notification-channels/{secrets_world.webhook.pk}/").json()
+    email = viewer.get(f"{API_PREFIX}notification-channels/{secrets_world.email.pk}/").json()
+    assert webhook["target"] == secrets_world.webhook.target.split("/T0KEN-PATH")[0] + "/…"
+    assert email["target"] == "s***@example.com"
