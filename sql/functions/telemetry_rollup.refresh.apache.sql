@@ -94,6 +94,8 @@ BEGIN
     FROM merged m
     WHERE upper(m.span) >= horizon AND lower(m.span) < st.watermark;
 
+    -- The numbers counted are those the view telemetry_1m counts: within ingest's bound ±1e288, so no sum overflows
+    -- (a bigger one can only come from SQL).
     -- Each level: recompute the invalidated buckets below its old watermark (delete, then insert: exact even if
     -- readings were deleted), then add the buckets that closed between the old and the new watermark.
     -- 1 minute, from raw readings.
@@ -107,7 +109,7 @@ BEGIN
         FROM telemetry_rollup.bucket_spans(INTERVAL '1 minute', devs, lows, highs, horizon, st.watermark) b
         JOIN public.telemetry t ON t.device_id = b.device_id AND t.time >= b.low AND t.time < b.high
         CROSS JOIN LATERAL jsonb_each(t.metrics) AS m
-        WHERE jsonb_typeof(m.value) = 'number'
+        WHERE CASE WHEN jsonb_typeof(m.value) = 'number' THEN abs(m.value::numeric) <= 1e288 ELSE false END
         GROUP BY 1, 2, 3
         ON CONFLICT (device_id, bucket, metric) DO UPDATE
         SET count = excluded.count, sum = excluded.sum, min = excluded.min, max = excluded.max;
@@ -118,7 +120,8 @@ BEGIN
             sum(m.value::double precision), min(m.value::double precision), max(m.value::double precision)
         FROM public.telemetry t
         CROSS JOIN LATERAL jsonb_each(t.metrics) AS m
-        WHERE t.time >= st.watermark AND t.time < new_watermark AND jsonb_typeof(m.value) = 'number'
+        WHERE t.time >= st.watermark AND t.time < new_watermark
+            AND CASE WHEN jsonb_typeof(m.value) = 'number' THEN abs(m.value::numeric) <= 1e288 ELSE false END
         GROUP BY 1, 2, 3
         ON CONFLICT (device_id, bucket, metric) DO UPDATE
         SET count = excluded.count, sum = excluded.sum, min = excluded.min, max = excluded.max;

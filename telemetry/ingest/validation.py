@@ -22,6 +22,11 @@ MAX_STRING_LENGTH = 256
 # Objects inside metrics may nest this deep: {"a": {"b": {"c": {"d": 1}}}} is the deepest accepted.
 MAX_DEPTH = 3
 MAX_INTEGER = 2**53  # beyond it, JavaScript and double-based consumers silently lose precision
+# The largest magnitude of a number, so that no aggregate sum can overflow double precision (docs/operations.md,
+# "Huge values"): a sum over one device and metric, at any level, bucket or API interval, has at most 2^63 terms
+# (readings are unique per device and time, a microsecond count that timestamptz keeps in 64 bits), and
+# 2^63 * 1e288 ≈ 9.2e306 < 1.797e308. The aggregates' SQL skips bigger values stored by SQL.
+MAX_MAGNITUDE = 1e288
 MAX_FUTURE = timedelta(minutes=5)
 
 FIELDS = frozenset({"device_id", "timestamp", "metrics"})
@@ -192,6 +197,9 @@ def _check_object(obj, index, parts, depth, errors):
         elif value_type is float:
             if not math.isfinite(value):
                 _error(errors, index, path, "Numbers must be finite.", "invalid")
+            elif abs(value) > MAX_MAGNITUDE:
+                detail = f"Numbers must lie within ±{MAX_MAGNITUDE:g}, so that no aggregate sum can overflow."
+                _error(errors, index, path, detail, "out_of_range")
         elif value_type is dict:
             if depth == MAX_DEPTH:
                 _error(errors, index, path, f"Objects nest at most {MAX_DEPTH} deep inside metrics.", "max_depth")

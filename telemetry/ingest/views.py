@@ -40,8 +40,8 @@ _READING_SCHEMA = {
             "minProperties": 1,
             "maxProperties": 100,
             "description": "Names match ^[A-Za-z_][A-Za-z0-9_.-]{0,63}$; values are finite numbers (integers within "
-            "±2^53), booleans, strings of at most 256 characters or objects nested at most 3 deep under the same "
-            "rules. No null, no arrays, no U+0000.",
+            "±2^53, any number within ±1e288 so that no aggregate sum overflows), booleans, strings of at most 256 "
+            "characters or objects nested at most 3 deep under the same rules. No null, no arrays, no U+0000.",
         },
     },
 }

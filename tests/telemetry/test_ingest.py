@@ -1,5 +1,6 @@
 """POST /api/v1/telemetry/ingest/: unauthenticated ingest of one reading or a batch, all-or-nothing."""
 
+import math
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +12,7 @@ from django.db import close_old_connections, connection
 from django.test.utils import CaptureQueriesContext
 
 from telemetry.ingest.services import INSERT_READINGS, InvalidReadings, reading_ingest
+from telemetry.ingest.validation import MAX_MAGNITUDE
 from telemetry.models import DeviceStatus, Telemetry
 from tests.conftest import assert_problem, connect_separately
 from tests.factories import DeviceFactory
@@ -254,6 +256,27 @@ class TestMetrics:
         body = f'{{"device_id": "{device.id}", "timestamp": "{ago(minutes=1)}", "metrics": {{"t": {literal}}}}}'
         assert_problem(post_raw(api_client, body), 400, "parse_error")
         assert not Telemetry.objects.exists()
+
+    @pytest.mark.parametrize(
+        "value",
+        [1.7976931348623157e308, -1.7976931348623157e308, math.nextafter(MAX_MAGNITUDE, math.inf), -1e300],
+        ids=repr,
+    )
+    def test_numbers_beyond_the_bound_that_keeps_sums_finite_are_refused(self, api_client, device, value):
+        body = assert_refused(post(api_client, reading(device, x=value)), "/metrics/x", code="out_of_range")
+        assert "1e+288" in body["errors"][0]["detail"]
+
+    def test_a_batch_with_one_huge_number_is_refused_whole(self, api_client, device):
+        batch = [reading(device, ago(minutes=2), x=1.0), reading(device, x=1.7976931348623157e308)]
+        assert_refused(post(api_client, batch), "/1/metrics/x", code="out_of_range")
+        nested = [reading(device, ago(minutes=2), a={"b": -1.7976931348623157e308})]
+        assert_refused(post(api_client, nested), "/0/metrics/a/b", code="out_of_range")
+
+    @pytest.mark.parametrize("value", [MAX_MAGNITUDE, -MAX_MAGNITUDE], ids=repr)
+    def test_numbers_at_the_bound_are_accepted(self, api_client, device, value):
+        assert post(api_client, reading(device, x=value)).status_code == 201
+        [metrics] = stored().values()
+        assert float(metrics["x"]) == value  # jsonb writes 1e288 out as an integer of 289 digits
 
     @pytest.mark.parametrize("value", [2**53 + 1, -(2**53) - 1, 2**63 - 1])
     def test_integers_beyond_2_53_are_refused(self, api_client, device, value):
