@@ -15,6 +15,7 @@ from django.conf import settings
 from iothub.api.formats import UTC_TIME, UUID
 from iothub.api.problems import json_pointer
 from telemetry.models import INGESTING_STATUSES, METRIC_NAME_REGEX
+from telemetry.timescale.retention import oldest_countable
 
 MAX_BATCH = 1000
 MAX_METRICS = 100
@@ -71,7 +72,11 @@ def validate_readings(payload, *, now, device_statuses):
         detail = "Expected a reading object or an array of readings."
         return [], [{"pointer": "", "detail": detail, "code": "invalid"}]
 
-    oldest = now - timedelta(days=settings.TELEMETRY_RETENTION_DAYS)
+    oldest = oldest_countable(
+        now,
+        retention_days=settings.TELEMETRY_RETENTION_DAYS,
+        aggregate_retention_days=settings.TELEMETRY_AGGREGATE_RETENTION_DAYS,
+    )
     newest = now + MAX_FUTURE
     readings = []
     device_refs = []  # (index, device_id) of every well-formed device_id, checked against the database below
@@ -151,7 +156,10 @@ def _check_timestamp(item, index, oldest, newest, errors):
         _error(errors, index, ("timestamp",), "More than 5 minutes in the future.", "future")
         return None
     if time < oldest:
-        detail = f"Older than the retention window ({settings.TELEMETRY_RETENTION_DAYS} days)."
+        detail = (
+            f"Older than {oldest.isoformat().replace('+00:00', 'Z')}, the oldest time the aggregates still count"
+            f" (the raw retention is {settings.TELEMETRY_RETENTION_DAYS} days)."
+        )
         _error(errors, index, ("timestamp",), detail, "too_old")
         return None
     return time

@@ -33,7 +33,8 @@ _READING_SCHEMA = {
             "type": "string",
             "format": "date-time",
             "description": "RFC 3339 in UTC (Z or +00:00), at most 6 fractional digits, at most 5 minutes ahead, "
-            "within the retention window.",
+            "not older than the aggregates can still count: the first whole UTC day the raw retention keeps two "
+            "hours later (89 to 90 days back by default).",
         },
         "metrics": {
             "type": "object",

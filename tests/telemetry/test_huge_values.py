@@ -7,13 +7,11 @@ from datetime import timedelta
 import orjson
 import pytest
 from django.db import connection
-from psycopg2 import sql
 
 from telemetry import timescale
 from telemetry.ingest.validation import MAX_MAGNITUDE
 from tests.factories import DeviceFactory, insert_readings
-from tests.telemetry.test_aggregates import AGGREGATES, aggregate_url, expected, iso
-from tests.telemetry.test_rollups import _reset_rollups
+from tests.telemetry.test_aggregates import aggregate_url, expected, iso
 
 INGEST = "/api/v1/telemetry/ingest/"
 FIRMWARE_NO_VALUE = 1.7976931348623157e308  # the largest double, a common "no value" placeholder
@@ -29,23 +27,6 @@ def _now():
     with connection.cursor() as cursor:
         cursor.execute("SELECT now()")
         return cursor.fetchone()[0]
-
-
-@pytest.fixture
-def committed_aggregates(transactional_db, timescaledb_edition):
-    """For tests that commit and refresh: the aggregates start and end as the migrations left them."""
-
-    def reset():
-        if timescaledb_edition == timescale.APACHE:
-            _reset_rollups()
-            return
-        with connection.cursor() as cursor:
-            for view in reversed(AGGREGATES):  # truncating a continuous aggregate resets its watermark
-                cursor.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(view)))
-
-    reset()
-    yield
-    reset()
 
 
 def _aggregates(client, device, around):

@@ -8,9 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
+from django.conf import settings as django_settings
 from django.db import close_old_connections, connection
 from django.test.utils import CaptureQueriesContext
 
+from telemetry import timescale
 from telemetry.ingest.services import INSERT_READINGS, InvalidReadings, reading_ingest
 from telemetry.ingest.validation import MAX_MAGNITUDE
 from telemetry.models import DeviceStatus, Telemetry
@@ -33,6 +35,14 @@ def ago(**delta):
 
 def reading(device, timestamp=None, **metrics):
     return {"device_id": str(device.id), "timestamp": timestamp or ago(minutes=1), "metrics": metrics or {"t": 1}}
+
+
+def _oldest_countable(now):
+    return timescale.oldest_countable(
+        now,
+        retention_days=django_settings.TELEMETRY_RETENTION_DAYS,
+        aggregate_retention_days=django_settings.TELEMETRY_AGGREGATE_RETENTION_DAYS,
+    )
 
 
 def post(client, payload, **extra):
@@ -128,9 +138,11 @@ class TestAccepted:
     def test_up_to_5_minutes_in_the_future_is_accepted(self, api_client, device):
         assert post(api_client, reading(device, ago(minutes=-4))).status_code == 201
 
-    def test_readings_within_the_retention_window_are_accepted(self, api_client, device, settings):
+    def test_readings_the_aggregates_can_still_count_are_accepted(self, api_client, device, settings):
         settings.TELEMETRY_RETENTION_DAYS = 7
-        assert post(api_client, reading(device, ago(days=6, hours=23))).status_code == 201
+        # The bound only moves forward with time: the one of a moment after the request is the request's or later.
+        inside = _oldest_countable(datetime.now(UTC) + timedelta(seconds=5)) + timedelta(microseconds=1)
+        assert post(api_client, reading(device, iso(inside))).status_code == 201
 
 
 class TestDuplicates:
@@ -248,6 +260,16 @@ class TestTimestamps:
         settings.TELEMETRY_RETENTION_DAYS = 7
         body = assert_refused(post(api_client, reading(device, ago(days=7, minutes=1))), "/timestamp", code="too_old")
         assert "7 days" in body["errors"][0]["detail"]
+
+    @pytest.mark.parametrize("settings_days", [7, 90])
+    def test_older_than_the_aggregates_can_count_is_refused(self, api_client, device, settings, settings_days):
+        """Inside the raw retention, but too old for some aggregate level's refresh to count it."""
+        settings.TELEMETRY_RETENTION_DAYS = settings_days
+        outside = _oldest_countable(datetime.now(UTC)) - timedelta(microseconds=1)
+        issue_example = datetime.now(UTC) - timedelta(days=settings_days, minutes=-20)  # 20 min inside retention
+        for moment in (outside, issue_example):
+            body = assert_refused(post(api_client, reading(device, iso(moment))), "/timestamp", code="too_old")
+            assert "the oldest time the aggregates still count" in body["errors"][0]["detail"]
 
 
 class TestMetrics:
