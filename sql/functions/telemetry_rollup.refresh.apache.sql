@@ -26,6 +26,12 @@ DECLARE
 BEGIN
     -- One refresh at a time. The trigger's plain read of the threshold is never blocked by this lock.
     SELECT * INTO st FROM telemetry_rollup.state s WHERE s.id FOR UPDATE;
+    -- Every device, locked FOR KEY SHARE until this refresh commits, before it reads anything: a device deleted
+    -- meanwhile either is gone before (each statement below takes a fresh snapshot: its readings and rows are gone
+    -- too) or waits for this commit, and then devices_forget_rollups sees the rows written here and deletes them.
+    -- Status changes and ingest's foreign key checks do not conflict with it; only deletes wait. Before the
+    -- SHARE lock below: a delete holding its device and waiting to cascade into telemetry would deadlock with it.
+    PERFORM 1 FROM public.devices d ORDER BY d.id FOR KEY SHARE;
     SELECT s.xmin = pg_catalog.xid(pg_current_xact_id_if_assigned()) INTO own_row
     FROM telemetry_rollup.state s WHERE s.id;
     retention := coalesce(refresh.raw_retention, st.raw_retention);

@@ -445,3 +445,93 @@ def test_an_aggregate_query_reads_the_store_by_index_and_only_the_raw_tail(devic
     store_reads = {(node, name) for node, name in relations if "store_1h_pkey" in name}
     assert store_reads
     assert all(node in ("Index Scan", "Bitmap Index Scan", "Index Only Scan") for node, _ in store_reads)
+
+
+def _late_readings_logged_for(device):
+    """Rollups refreshed up to now, then a late reading of ``device`` (logged for the next refresh), committed."""
+    refresh()
+    when = _now() - timedelta(hours=1)
+    insert_readings(device, [(when, {"t": 1})])
+    assert [device_id for device_id, _, _ in invalidations()] == [device.id]
+
+
+def _wait_until_waiting_or_done(pid, done):
+    """Until the backend ``pid`` waits for a lock, or ``done`` is set: the interleaving is then decided."""
+    watcher = _connect()
+    watcher.autocommit = True
+    try:
+        with watcher.cursor() as cursor:
+            for _ in range(200):
+                cursor.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [pid])
+                if done.is_set() or cursor.fetchone() == ("Lock",):
+                    return
+                done.wait(0.05)
+    finally:
+        watcher.close()
+    raise AssertionError("neither waiting nor done after 10 s")
+
+
+def _in_thread(conn, statement, params):
+    """Runs ``statement`` on ``conn`` and commits, in a thread; returns (thread, done event, errors)."""
+    done, errors = threading.Event(), []
+
+    def run():
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(statement, params)
+            conn.commit()
+        except Exception as exc:  # reported by the test
+            errors.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, done, errors
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_device_deleted_while_a_lock_free_refresh_runs_leaves_no_rollups(committed_rollups, device):
+    """The refresh writes the device's buckets (uncommitted) and the delete commits before it: its trigger could
+    not see them. The refresh holds the device until it commits, so the delete's trigger runs after and sees them."""
+    _late_readings_logged_for(device)
+    refresher, deleter = _connect(), _connect()
+    try:
+        with refresher.cursor() as cursor:
+            cursor.execute("SELECT * FROM telemetry_rollup.refresh()")  # open: its rows are not committed yet
+        thread, done, errors = _in_thread(deleter, "DELETE FROM devices WHERE id = %s", [device.id])
+        _wait_until_waiting_or_done(deleter.get_backend_pid(), done)
+        refresher.commit()
+        thread.join(10)
+        assert done.is_set()
+        assert errors == []
+    finally:
+        refresher.close()
+        deleter.close()
+    for store in STORES:
+        assert store_rows(store, device) == [], store
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lock_free_refresh_started_while_a_device_is_deleted_writes_none_of_its_rollups(committed_rollups, device):
+    """The delete runs (its trigger found no buckets yet) and commits after a refresh read the device's readings
+    to move the watermark over them: the refresh waits for the delete, then reads without them."""
+    insert_readings(device, [(_now() - timedelta(hours=1), {"t": 1})])
+    for _ in range(2):  # the threshold moves, then the fence is set: the next refresh moves the watermark
+        refresh(wait_for_writers=False)
+    assert state()["watermark"].year == 1
+    refresher, deleter = _connect(), _connect()
+    try:
+        with deleter.cursor() as cursor:
+            cursor.execute("DELETE FROM devices WHERE id = %s", [device.id])  # open: not committed yet
+        thread, done, errors = _in_thread(refresher, "SELECT * FROM telemetry_rollup.refresh()", [])
+        _wait_until_waiting_or_done(refresher.get_backend_pid(), done)
+        deleter.commit()
+        thread.join(10)
+        assert done.is_set()
+        assert errors == []
+    finally:
+        refresher.close()
+        deleter.close()
+    for store in STORES:
+        assert store_rows(store, device) == [], store
