@@ -184,9 +184,13 @@ def test_late_readings_are_logged_and_correct_after_the_next_refresh(device, thr
     insert_readings(device, late)
     insert_readings(other, [(now - timedelta(hours=2), {"x": 1})])
 
-    # One row per device and statement: its oldest and newest late reading.
+    # One row per device, statement and UTC day: its oldest and newest late reading of that day.
     assert invalidations() == sorted(
-        [(device.id, late[0][0], late[1][0]), (other.id, now - timedelta(hours=2), now - timedelta(hours=2))],
+        [
+            (device.id, late[0][0], late[0][0]),
+            (device.id, late[1][0], late[1][0]),
+            (other.id, now - timedelta(hours=2), now - timedelta(hours=2)),
+        ],
         key=lambda row: (row[1], row[0]),
     )
     # Until the next refresh the stores (and so the views below the watermark) don't have them.
@@ -197,6 +201,28 @@ def test_late_readings_are_logged_and_correct_after_the_next_refresh(device, thr
     assert result["invalidations"] == 0
     assert_views_equal(three_days + late, device)
     assert rows_of("telemetry_1h", other) == want_rows([(now - timedelta(hours=2), {"x": 1})], timedelta(hours=1))
+
+
+def test_one_statement_s_late_readings_weeks_apart_recompute_their_days_not_the_weeks_between(device):
+    refresh()
+    now = _now()
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    old = [(day - timedelta(days=29, hours=-3), {"t": 1.0}), (day - timedelta(days=29, hours=-20), {"t": 3.0})]
+    recent = [(day - timedelta(days=1, hours=-8), {"t": 2.0})]
+    between = [(day - timedelta(days=15), {"t": 5.0})]  # stored by an earlier refresh; must stay as it is
+    insert_readings(device, between)
+    refresh()
+
+    insert_readings(device, old + recent)  # one statement
+
+    assert invalidations() == [(device.id, old[0][0], old[1][0]), (device.id, recent[0][0], recent[0][0])]
+    # The buckets of the days between are not recomputed: a bucket written there by hand stays as it is.
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE telemetry_rollup.store_1m SET sum = 50 WHERE device_id = %s", [device.id])
+    result = refresh()
+    assert result["invalidations"] == 0
+    assert [row["sum"] for row in store_rows(STORES[0], device)] == [1.0, 3.0, 50, 2.0]
+    assert rows_of("telemetry_1d", device)[0] == want_rows(old, WIDTHS["telemetry_1d"])[0]
 
 
 def test_a_deleted_device_takes_its_rollups(device, three_days):
