@@ -561,3 +561,30 @@ def test_a_lock_free_refresh_started_while_a_device_is_deleted_writes_none_of_it
         deleter.close()
     for store in STORES:
         assert store_rows(store, device) == [], store
+
+
+@pytest.mark.parametrize("isolation", ["REPEATABLE READ", "SERIALIZABLE", "READ COMMITTED"])
+@pytest.mark.django_db(transaction=True)
+def test_a_writer_whose_snapshot_predates_the_threshold_move_loses_no_reading(committed_rollups, device, isolation):
+    """A writer that took its snapshot before the threshold moved reads the old threshold whenever it inserts, so
+    the fence (which trusts that such a writer already had its xid) lets the watermark pass its reading before it
+    commits. Its readings must reach the log all the same."""
+    writer = _connect()
+    try:
+        with writer.cursor() as cursor:
+            cursor.execute(f"BEGIN ISOLATION LEVEL {isolation}")
+            cursor.execute("SELECT 1")  # the snapshot, no xid yet
+            for _ in range(2):  # the threshold moves past now - 1 min; then the fence is set
+                refresh(wait_for_writers=False, behind=timedelta(minutes=1))
+            when = _now() - timedelta(minutes=3)
+            cursor.execute(
+                "INSERT INTO telemetry (device_id, time, metrics) VALUES (%s, %s, '{\"t\": 7}')", [device.id, when]
+            )
+            refresh(wait_for_writers=False, behind=timedelta(minutes=1))  # the watermark passes the reading
+            assert state()["watermark"] > when
+            writer.commit()
+    finally:
+        writer.close()
+    refresh(wait_for_writers=False, behind=timedelta(minutes=1))
+    assert Telemetry.objects.filter(device=device).count() == 1
+    assert rows_of("telemetry_1m", device) == want_rows([(when, {"t": 7})], WIDTHS["telemetry_1m"])
