@@ -92,13 +92,15 @@ _FROM_AGGREGATE = """
     GROUP BY 1, 2
     ORDER BY b, a.metric COLLATE "C"
 """
+# The numbers the aggregate views count (sql/views/telemetry_1m.*.sql): within ingest's bound (MAX_MAGNITUDE), so
+# a bigger one written by SQL can't overflow a sum; the CASE tests the type before the cast.
 _FROM_RAW = """
     SELECT time_bucket(%(interval)s, t.time, %(origin)s) AS b, m.key,
            count(*), min(m.value::float8), max(m.value::float8), sum(m.value::float8)
     FROM telemetry AS t
     CROSS JOIN LATERAL jsonb_each(t.metrics) AS m
     WHERE t.device_id = %(device)s AND t.time >= %(first)s AND t.time < %(stop)s
-      AND jsonb_typeof(m.value) = 'number' {metric_filter}
+      AND CASE WHEN jsonb_typeof(m.value) = 'number' THEN abs(m.value::numeric) <= 1e288 ELSE false END {metric_filter}
     GROUP BY 1, 2
     ORDER BY b, m.key COLLATE "C"
 """

@@ -24,7 +24,7 @@ def enforce_retention():
             logger.debug("Dropped chunks of %s: %s", relation, ", ".join(chunks))
 
 
-@periodic("refresh_late_telemetry", every=timedelta(hours=1), run_at_start=True)
+@periodic("refresh_late_telemetry", every=timescale.LATE_DATA_REFRESH_EVERY, run_at_start=True)
 def refresh_late_telemetry():
     """Materializes readings that arrived older than the refresh policies' windows (TSL only).
 

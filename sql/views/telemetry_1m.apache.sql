@@ -8,7 +8,8 @@ SELECT s.bucket, s.device_id, s.metric, s.count, s.sum, s.min, s.max
 FROM telemetry_rollup.store_1m s
 WHERE s.bucket < telemetry_rollup.watermark()
 UNION ALL
--- jsonb_typeof filters before any cast: the aggregates' casts only see numbers.
+-- Only numbers within ingest's bound ±1e288 (MAX_MAGNITUDE, telemetry/ingest/validation.py): a bigger one, written
+-- by SQL, could overflow a sum. The CASE tests the type before the cast, so the casts only see numbers.
 SELECT
     public.time_bucket(INTERVAL '1 minute', t.time) AS bucket,
     t.device_id,
@@ -19,6 +20,6 @@ SELECT
     max(m.value::double precision) AS max
 FROM public.telemetry t
 CROSS JOIN LATERAL jsonb_each(t.metrics) AS m
-WHERE jsonb_typeof(m.value) = 'number'
+WHERE CASE WHEN jsonb_typeof(m.value) = 'number' THEN abs(m.value::numeric) <= 1e288 ELSE false END
     AND t.time >= telemetry_rollup.watermark()
 GROUP BY 1, 2, 3;

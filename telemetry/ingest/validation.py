@@ -15,6 +15,7 @@ from django.conf import settings
 from iothub.api.formats import UTC_TIME, UUID
 from iothub.api.problems import json_pointer
 from telemetry.models import INGESTING_STATUSES, METRIC_NAME_REGEX
+from telemetry.timescale.retention import oldest_countable
 
 MAX_BATCH = 1000
 MAX_METRICS = 100
@@ -22,6 +23,11 @@ MAX_STRING_LENGTH = 256
 # Objects inside metrics may nest this deep: {"a": {"b": {"c": {"d": 1}}}} is the deepest accepted.
 MAX_DEPTH = 3
 MAX_INTEGER = 2**53  # beyond it, JavaScript and double-based consumers silently lose precision
+# The largest magnitude of a number, so that no aggregate sum can overflow double precision (docs/operations.md,
+# "Huge values"): a sum over one device and metric, at any level, bucket or API interval, has at most 2^63 terms
+# (readings are unique per device and time, a microsecond count that timestamptz keeps in 64 bits), and
+# 2^63 * 1e288 ≈ 9.2e306 < 1.797e308. The aggregates' SQL skips bigger values stored by SQL.
+MAX_MAGNITUDE = 1e288
 MAX_FUTURE = timedelta(minutes=5)
 
 FIELDS = frozenset({"device_id", "timestamp", "metrics"})
@@ -66,7 +72,11 @@ def validate_readings(payload, *, now, device_statuses):
         detail = "Expected a reading object or an array of readings."
         return [], [{"pointer": "", "detail": detail, "code": "invalid"}]
 
-    oldest = now - timedelta(days=settings.TELEMETRY_RETENTION_DAYS)
+    oldest = oldest_countable(
+        now,
+        retention_days=settings.TELEMETRY_RETENTION_DAYS,
+        aggregate_retention_days=settings.TELEMETRY_AGGREGATE_RETENTION_DAYS,
+    )
     newest = now + MAX_FUTURE
     readings = []
     device_refs = []  # (index, device_id) of every well-formed device_id, checked against the database below
@@ -146,7 +156,10 @@ def _check_timestamp(item, index, oldest, newest, errors):
         _error(errors, index, ("timestamp",), "More than 5 minutes in the future.", "future")
         return None
     if time < oldest:
-        detail = f"Older than the retention window ({settings.TELEMETRY_RETENTION_DAYS} days)."
+        detail = (
+            f"Older than {oldest.isoformat().replace('+00:00', 'Z')}, the oldest time the aggregates still count"
+            f" (the raw retention is {settings.TELEMETRY_RETENTION_DAYS} days)."
+        )
         _error(errors, index, ("timestamp",), detail, "too_old")
         return None
     return time
@@ -192,6 +205,9 @@ def _check_object(obj, index, parts, depth, errors):
         elif value_type is float:
             if not math.isfinite(value):
                 _error(errors, index, path, "Numbers must be finite.", "invalid")
+            elif abs(value) > MAX_MAGNITUDE:
+                detail = f"Numbers must lie within ±{MAX_MAGNITUDE:g}, so that no aggregate sum can overflow."
+                _error(errors, index, path, detail, "out_of_range")
         elif value_type is dict:
             if depth == MAX_DEPTH:
                 _error(errors, index, path, f"Objects nest at most {MAX_DEPTH} deep inside metrics.", "max_depth")

@@ -33,15 +33,16 @@ _READING_SCHEMA = {
             "type": "string",
             "format": "date-time",
             "description": "RFC 3339 in UTC (Z or +00:00), at most 6 fractional digits, at most 5 minutes ahead, "
-            "within the retention window.",
+            "not older than the aggregates can still count: the first whole UTC day the raw retention keeps two "
+            "hours later (89 to 90 days back by default).",
         },
         "metrics": {
             "type": "object",
             "minProperties": 1,
             "maxProperties": 100,
             "description": "Names match ^[A-Za-z_][A-Za-z0-9_.-]{0,63}$; values are finite numbers (integers within "
-            "±2^53), booleans, strings of at most 256 characters or objects nested at most 3 deep under the same "
-            "rules. No null, no arrays, no U+0000.",
+            "±2^53, any number within ±1e288 so that no aggregate sum overflows), booleans, strings of at most 256 "
+            "characters or objects nested at most 3 deep under the same rules. No null, no arrays, no U+0000.",
         },
     },
 }

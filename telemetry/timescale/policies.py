@@ -12,8 +12,8 @@ from iothub.edition import current as current_edition
 from telemetry.timescale.retention import (
     AGGREGATES,
     HYPERTABLE,
-    RETENTION_MARGIN,
     human_duration,
+    late_data_windows,
     refresh_windows,
     retention_periods,
     validate_settings,
@@ -228,14 +228,15 @@ def refresh_late_data(*, retention_days, compress_after_days, aggregate_retentio
     )
     if current_edition() != TIMESCALE:
         raise PoliciesUnavailable(APACHE_MESSAGE)
-    kept = retention_periods(retention_days=retention_days, aggregate_retention_days=aggregate_retention_days)
     refreshed = {}
     with connection.cursor() as cursor:
         cursor.execute("SELECT now()")
         (now,) = cursor.fetchone()
+        windows = late_data_windows(
+            now, retention_days=retention_days, aggregate_retention_days=aggregate_retention_days
+        )
         for aggregate in AGGREGATES:
-            start = now - (kept[aggregate.source] - aggregate.bucket - RETENTION_MARGIN)
-            end = now - aggregate.end_offset
+            start, end = windows[aggregate.name]
             cursor.execute("CALL refresh_continuous_aggregate(%s, %s, %s)", [aggregate.name, start, end])
             refreshed[aggregate.name] = (start, end)
     return refreshed

@@ -7,7 +7,7 @@ plus ``RETENTION_MARGIN`` inside its source's retention.
 
 import math
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 
@@ -17,6 +17,11 @@ HYPERTABLE = "telemetry"
 # Slack between a refresh window and the source's retention horizon: the window is computed a moment before the
 # refresh reads, and a refresh may widen an invalidated range to whole buckets.
 RETENTION_MARGIN = timedelta(hours=1)
+
+
+# How often the worker's late-data refresh runs (telemetry/tasks.py; with TSL, hourly; the Apache rollups every
+# minute). A reading ingest accepts must still lie inside every refresh window when the next one runs.
+LATE_DATA_REFRESH_EVERY = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,43 @@ def refresh_windows(*, retention_days, aggregate_retention_days):
             )
         windows[aggregate.name] = (start, aggregate.end_offset)
     return windows
+
+
+def late_data_windows(now, *, retention_days, aggregate_retention_days):
+    """``{aggregate name: (start, end)}`` that the late-data refresh (``refresh_late_data``, TSL) refreshes at
+    ``now``: each level over what its source keeps, minus one bucket and ``RETENTION_MARGIN``."""
+    kept = retention_periods(retention_days=retention_days, aggregate_retention_days=aggregate_retention_days)
+    return {
+        aggregate.name: (
+            now - (kept[aggregate.source] - aggregate.bucket - RETENTION_MARGIN),
+            now - aggregate.end_offset,
+        )
+        for aggregate in AGGREGATES
+    }
+
+
+def oldest_countable(now, *, retention_days, aggregate_retention_days):
+    """The oldest reading time that every aggregate level still counts, on either edition, for a reading that
+    arrives at ``now``: ingest refuses older readings (what it accepts, the aggregates count).
+
+    The next late-data refresh runs up to ``LATE_DATA_REFRESH_EVERY`` later (plus ``RETENTION_MARGIN`` for a run that
+    starts late or takes long); the reading's buckets must then still be refreshed: with TSL, whole buckets inside
+    each level's late-data window (a refresh rounds its window inwards to whole buckets); on Apache, nothing
+    before the first whole UTC day the raw retention keeps (the horizon of telemetry_rollup.refresh()).
+    """
+    later = now + LATE_DATA_REFRESH_EVERY + RETENTION_MARGIN
+    windows = late_data_windows(later, retention_days=retention_days, aggregate_retention_days=aggregate_retention_days)
+    bounds = [_bucket_start(windows[a.name][0], a.bucket, up=True) for a in AGGREGATES]
+    first_whole_day = _bucket_start(later - timedelta(days=retention_days), timedelta(days=1)) + timedelta(days=1)
+    return max([*bounds, first_whole_day])
+
+
+def _bucket_start(moment, width, *, up=False):
+    """The start of the UTC-aligned bucket of ``width`` holding ``moment``; with ``up``, the first starting at or
+    after it."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    start = epoch + (moment - epoch) // width * width
+    return start + width if up and start < moment else start
 
 
 def validate_settings(*, retention_days, compress_after_days, aggregate_retention_days):

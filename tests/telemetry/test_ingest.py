@@ -1,5 +1,6 @@
 """POST /api/v1/telemetry/ingest/: unauthenticated ingest of one reading or a batch, all-or-nothing."""
 
+import math
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -7,10 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
+from django.conf import settings as django_settings
 from django.db import close_old_connections, connection
 from django.test.utils import CaptureQueriesContext
 
+from telemetry import timescale
 from telemetry.ingest.services import INSERT_READINGS, InvalidReadings, reading_ingest
+from telemetry.ingest.validation import MAX_MAGNITUDE
 from telemetry.models import DeviceStatus, Telemetry
 from tests.conftest import assert_problem, connect_separately
 from tests.factories import DeviceFactory
@@ -38,6 +42,14 @@ def seconds_apart(count):
 
 def reading(device, timestamp=None, **metrics):
     return {"device_id": str(device.id), "timestamp": timestamp or ago(minutes=1), "metrics": metrics or {"t": 1}}
+
+
+def _oldest_countable(now):
+    return timescale.oldest_countable(
+        now,
+        retention_days=django_settings.TELEMETRY_RETENTION_DAYS,
+        aggregate_retention_days=django_settings.TELEMETRY_AGGREGATE_RETENTION_DAYS,
+    )
 
 
 def post(client, payload, **extra):
@@ -133,9 +145,11 @@ class TestAccepted:
     def test_up_to_5_minutes_in_the_future_is_accepted(self, api_client, device):
         assert post(api_client, reading(device, ago(minutes=-4))).status_code == 201
 
-    def test_readings_within_the_retention_window_are_accepted(self, api_client, device, settings):
+    def test_readings_the_aggregates_can_still_count_are_accepted(self, api_client, device, settings):
         settings.TELEMETRY_RETENTION_DAYS = 7
-        assert post(api_client, reading(device, ago(days=6, hours=23))).status_code == 201
+        # The bound only moves forward with time: the one of a moment after the request is the request's or later.
+        inside = _oldest_countable(datetime.now(UTC) + timedelta(seconds=5)) + timedelta(microseconds=1)
+        assert post(api_client, reading(device, iso(inside))).status_code == 201
 
 
 class TestDuplicates:
@@ -254,6 +268,16 @@ class TestTimestamps:
         body = assert_refused(post(api_client, reading(device, ago(days=7, minutes=1))), "/timestamp", code="too_old")
         assert "7 days" in body["errors"][0]["detail"]
 
+    @pytest.mark.parametrize("settings_days", [7, 90])
+    def test_older_than_the_aggregates_can_count_is_refused(self, api_client, device, settings, settings_days):
+        """Inside the raw retention, but too old for some aggregate level's refresh to count it."""
+        settings.TELEMETRY_RETENTION_DAYS = settings_days
+        outside = _oldest_countable(datetime.now(UTC)) - timedelta(microseconds=1)
+        issue_example = datetime.now(UTC) - timedelta(days=settings_days, minutes=-20)  # 20 min inside retention
+        for moment in (outside, issue_example):
+            body = assert_refused(post(api_client, reading(device, iso(moment))), "/timestamp", code="too_old")
+            assert "the oldest time the aggregates still count" in body["errors"][0]["detail"]
+
 
 class TestMetrics:
     @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400"])
@@ -261,6 +285,27 @@ class TestMetrics:
         body = f'{{"device_id": "{device.id}", "timestamp": "{ago(minutes=1)}", "metrics": {{"t": {literal}}}}}'
         assert_problem(post_raw(api_client, body), 400, "parse_error")
         assert not Telemetry.objects.exists()
+
+    @pytest.mark.parametrize(
+        "value",
+        [1.7976931348623157e308, -1.7976931348623157e308, math.nextafter(MAX_MAGNITUDE, math.inf), -1e300],
+        ids=repr,
+    )
+    def test_numbers_beyond_the_bound_that_keeps_sums_finite_are_refused(self, api_client, device, value):
+        body = assert_refused(post(api_client, reading(device, x=value)), "/metrics/x", code="out_of_range")
+        assert "1e+288" in body["errors"][0]["detail"]
+
+    def test_a_batch_with_one_huge_number_is_refused_whole(self, api_client, device):
+        batch = [reading(device, ago(minutes=2), x=1.0), reading(device, x=1.7976931348623157e308)]
+        assert_refused(post(api_client, batch), "/1/metrics/x", code="out_of_range")
+        nested = [reading(device, ago(minutes=2), a={"b": -1.7976931348623157e308})]
+        assert_refused(post(api_client, nested), "/0/metrics/a/b", code="out_of_range")
+
+    @pytest.mark.parametrize("value", [MAX_MAGNITUDE, -MAX_MAGNITUDE], ids=repr)
+    def test_numbers_at_the_bound_are_accepted(self, api_client, device, value):
+        assert post(api_client, reading(device, x=value)).status_code == 201
+        [metrics] = stored().values()
+        assert float(metrics["x"]) == value  # jsonb writes 1e288 out as an integer of 289 digits
 
     @pytest.mark.parametrize("value", [2**53 + 1, -(2**53) - 1, 2**63 - 1])
     def test_integers_beyond_2_53_are_refused(self, api_client, device, value):

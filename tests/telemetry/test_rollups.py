@@ -184,9 +184,13 @@ def test_late_readings_are_logged_and_correct_after_the_next_refresh(device, thr
     insert_readings(device, late)
     insert_readings(other, [(now - timedelta(hours=2), {"x": 1})])
 
-    # One row per device and statement: its oldest and newest late reading.
+    # One row per device, statement and UTC day: its oldest and newest late reading of that day.
     assert invalidations() == sorted(
-        [(device.id, late[0][0], late[1][0]), (other.id, now - timedelta(hours=2), now - timedelta(hours=2))],
+        [
+            (device.id, late[0][0], late[0][0]),
+            (device.id, late[1][0], late[1][0]),
+            (other.id, now - timedelta(hours=2), now - timedelta(hours=2)),
+        ],
         key=lambda row: (row[1], row[0]),
     )
     # Until the next refresh the stores (and so the views below the watermark) don't have them.
@@ -197,6 +201,28 @@ def test_late_readings_are_logged_and_correct_after_the_next_refresh(device, thr
     assert result["invalidations"] == 0
     assert_views_equal(three_days + late, device)
     assert rows_of("telemetry_1h", other) == want_rows([(now - timedelta(hours=2), {"x": 1})], timedelta(hours=1))
+
+
+def test_one_statement_s_late_readings_weeks_apart_recompute_their_days_not_the_weeks_between(device):
+    refresh()
+    now = _now()
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    old = [(day - timedelta(days=29, hours=-3), {"t": 1.0}), (day - timedelta(days=29, hours=-20), {"t": 3.0})]
+    recent = [(day - timedelta(days=1, hours=-8), {"t": 2.0})]
+    between = [(day - timedelta(days=15), {"t": 5.0})]  # stored by an earlier refresh; must stay as it is
+    insert_readings(device, between)
+    refresh()
+
+    insert_readings(device, old + recent)  # one statement
+
+    assert invalidations() == [(device.id, old[0][0], old[1][0]), (device.id, recent[0][0], recent[0][0])]
+    # The buckets of the days between are not recomputed: a bucket written there by hand stays as it is.
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE telemetry_rollup.store_1m SET sum = 50 WHERE device_id = %s", [device.id])
+    result = refresh()
+    assert result["invalidations"] == 0
+    assert [row["sum"] for row in store_rows(STORES[0], device)] == [1.0, 3.0, 50, 2.0]
+    assert rows_of("telemetry_1d", device)[0] == want_rows(old, WIDTHS["telemetry_1d"])[0]
 
 
 def test_a_deleted_device_takes_its_rollups(device, three_days):
@@ -445,3 +471,120 @@ def test_an_aggregate_query_reads_the_store_by_index_and_only_the_raw_tail(devic
     store_reads = {(node, name) for node, name in relations if "store_1h_pkey" in name}
     assert store_reads
     assert all(node in ("Index Scan", "Bitmap Index Scan", "Index Only Scan") for node, _ in store_reads)
+
+
+def _late_readings_logged_for(device):
+    """Rollups refreshed up to now, then a late reading of ``device`` (logged for the next refresh), committed."""
+    refresh()
+    when = _now() - timedelta(hours=1)
+    insert_readings(device, [(when, {"t": 1})])
+    assert [device_id for device_id, _, _ in invalidations()] == [device.id]
+
+
+def _wait_until_waiting_or_done(pid, done):
+    """Until the backend ``pid`` waits for a lock, or ``done`` is set: the interleaving is then decided."""
+    watcher = _connect()
+    watcher.autocommit = True
+    try:
+        with watcher.cursor() as cursor:
+            for _ in range(200):
+                cursor.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [pid])
+                if done.is_set() or cursor.fetchone() == ("Lock",):
+                    return
+                done.wait(0.05)
+    finally:
+        watcher.close()
+    raise AssertionError("neither waiting nor done after 10 s")
+
+
+def _in_thread(conn, statement, params):
+    """Runs ``statement`` on ``conn`` and commits, in a thread; returns (thread, done event, errors)."""
+    done, errors = threading.Event(), []
+
+    def run():
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(statement, params)
+            conn.commit()
+        except Exception as exc:  # reported by the test
+            errors.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, done, errors
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_device_deleted_while_a_lock_free_refresh_runs_leaves_no_rollups(committed_rollups, device):
+    """The refresh writes the device's buckets (uncommitted) and the delete commits before it: its trigger could
+    not see them. The refresh holds the device until it commits, so the delete's trigger runs after and sees them."""
+    _late_readings_logged_for(device)
+    refresher, deleter = _connect(), _connect()
+    try:
+        with refresher.cursor() as cursor:
+            cursor.execute("SELECT * FROM telemetry_rollup.refresh()")  # open: its rows are not committed yet
+        thread, done, errors = _in_thread(deleter, "DELETE FROM devices WHERE id = %s", [device.id])
+        _wait_until_waiting_or_done(deleter.get_backend_pid(), done)
+        refresher.commit()
+        thread.join(10)
+        assert done.is_set()
+        assert errors == []
+    finally:
+        refresher.close()
+        deleter.close()
+    for store in STORES:
+        assert store_rows(store, device) == [], store
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lock_free_refresh_started_while_a_device_is_deleted_writes_none_of_its_rollups(committed_rollups, device):
+    """The delete runs (its trigger found no buckets yet) and commits after a refresh read the device's readings
+    to move the watermark over them: the refresh waits for the delete, then reads without them."""
+    insert_readings(device, [(_now() - timedelta(hours=1), {"t": 1})])
+    for _ in range(2):  # the threshold moves, then the fence is set: the next refresh moves the watermark
+        refresh(wait_for_writers=False)
+    assert state()["watermark"].year == 1
+    refresher, deleter = _connect(), _connect()
+    try:
+        with deleter.cursor() as cursor:
+            cursor.execute("DELETE FROM devices WHERE id = %s", [device.id])  # open: not committed yet
+        thread, done, errors = _in_thread(refresher, "SELECT * FROM telemetry_rollup.refresh()", [])
+        _wait_until_waiting_or_done(refresher.get_backend_pid(), done)
+        deleter.commit()
+        thread.join(10)
+        assert done.is_set()
+        assert errors == []
+    finally:
+        refresher.close()
+        deleter.close()
+    for store in STORES:
+        assert store_rows(store, device) == [], store
+
+
+@pytest.mark.parametrize("isolation", ["REPEATABLE READ", "SERIALIZABLE", "READ COMMITTED"])
+@pytest.mark.django_db(transaction=True)
+def test_a_writer_whose_snapshot_predates_the_threshold_move_loses_no_reading(committed_rollups, device, isolation):
+    """A writer that took its snapshot before the threshold moved reads the old threshold whenever it inserts, so
+    the fence (which trusts that such a writer already had its xid) lets the watermark pass its reading before it
+    commits. Its readings must reach the log all the same."""
+    writer = _connect()
+    try:
+        with writer.cursor() as cursor:
+            cursor.execute(f"BEGIN ISOLATION LEVEL {isolation}")
+            cursor.execute("SELECT 1")  # the snapshot, no xid yet
+            for _ in range(2):  # the threshold moves past now - 1 min; then the fence is set
+                refresh(wait_for_writers=False, behind=timedelta(minutes=1))
+            when = _now() - timedelta(minutes=3)
+            cursor.execute(
+                "INSERT INTO telemetry (device_id, time, metrics) VALUES (%s, %s, '{\"t\": 7}')", [device.id, when]
+            )
+            refresh(wait_for_writers=False, behind=timedelta(minutes=1))  # the watermark passes the reading
+            assert state()["watermark"] > when
+            writer.commit()
+    finally:
+        writer.close()
+    refresh(wait_for_writers=False, behind=timedelta(minutes=1))
+    assert Telemetry.objects.filter(device=device).count() == 1
+    assert rows_of("telemetry_1m", device) == want_rows([(when, {"t": 7})], WIDTHS["telemetry_1m"])
