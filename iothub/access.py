@@ -23,6 +23,8 @@ class ModelAccess(NamedTuple):
 
 MODEL_ACCESS = {
     "iothub.user": ModelAccess(read=ADMINS, write=ADMINS),
+    # The brute-force protection's counters: written by logins only; clearing one (its lock-out) is a delete.
+    "iothub.logincounter": ModelAccess(read=ADMINS, write=ADMINS, write_actions=frozenset({"delete"})),
     "telemetry.devicetype": ModelAccess(read=EVERYONE, write=ADMINS),
     "telemetry.device": ModelAccess(read=EVERYONE, write=OPERATORS),
     "rules.rule": ModelAccess(read=EVERYONE, write=ADMINS),

@@ -34,7 +34,8 @@ SHARED_MODELS = {
 SEEN = {
     "viewer": SHARED_MODELS,
     "operator": SHARED_MODELS,
-    "admin": SHARED_MODELS | {"iothub.user", "token_blacklist.outstandingtoken", "token_blacklist.blacklistedtoken"},
+    "admin": SHARED_MODELS
+    | {"iothub.user", "iothub.logincounter", "token_blacklist.outstandingtoken", "token_blacklist.blacklistedtoken"},
 }
 ADDABLE = {
     "viewer": set(),
