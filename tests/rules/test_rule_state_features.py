@@ -223,3 +223,14 @@ def test_readings_of_pairs_without_open_event_or_pending_span_write_no_state():
         insert_readings(readings(device, (4, 20)), cursor)
         cursor.execute("SELECT n_tup_upd + n_tup_ins FROM pg_stat_xact_user_tables WHERE relname = 'rule_states'")
         assert cursor.fetchone()[0] == writes
+
+
+def test_a_rule_edited_to_keep_no_state_is_evaluated_once_with_the_stateless_rules():
+    rule = RuleFactory(auto_resolve=True)
+    device = DeviceFactory()
+    one_by_one(device, (0, 31))
+    assert RuleState.objects.get(rule=rule).event_open  # a watched pair
+    Rule.objects.filter(pk=rule.pk).update(auto_resolve=False)
+    one_by_one(device, (10, 32), (20, 20))
+    event = event_of(rule)
+    assert (event.status, event.occurrence_count) == ("open", 2)
