@@ -47,7 +47,16 @@ class RuleAdmin(admin.ModelAdmin):
                 ),
             },
         ),
-        ("Events", {"fields": ["dedupe", "auto_resolve"]}),
+        (
+            "Events",
+            {
+                "fields": ["dedupe", "auto_resolve", "clear_threshold", "for_seconds", "max_gap_seconds"],
+                "description": (
+                    "A duration (for_seconds) opens the event only once the metric has matched that long; a clear "
+                    "threshold makes auto_resolve wait for a reading past it (hysteresis)."
+                ),
+            },
+        ),
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]
 

@@ -42,6 +42,10 @@ class Operator(models.TextChoices):
 ORDERING_OPERATORS = (Operator.GT, Operator.LT, Operator.GTE, Operator.LTE)
 EQUALITY_OPERATORS = (Operator.EQ, Operator.NEQ)
 EQUALITY_THRESHOLD_TYPES = ("number", "boolean", "string")
+# Where a clear threshold (hysteresis) lies: at or below the threshold for gt/gte, at or above it for lt/lte. An event
+# resolves on a reading that does not match the rule with the clear threshold in place of the threshold.
+CLEAR_BELOW_OPERATORS = (Operator.GT, Operator.GTE)
+CLEAR_ABOVE_OPERATORS = (Operator.LT, Operator.LTE)
 
 
 class Severity(models.TextChoices):
@@ -105,7 +109,37 @@ class Rule(models.Model):
     message_template = models.CharField(max_length=1000, default=DEFAULT_MESSAGE_TEMPLATE)
     enabled = models.BooleanField(default=True)
     dedupe = models.BooleanField(default=True)
-    auto_resolve = models.BooleanField(default=False)
+    auto_resolve = models.BooleanField(
+        default=False, help_text="A newer reading that no longer matches (see the clear threshold) resolves the event."
+    )
+    # Duration: the event opens once the readings have matched for this long without a non-matching reading between.
+    for_seconds = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text=(
+            "Open the event only once the metric has matched for this many seconds: from the first matching reading "
+            "to a later one, with no non-matching reading between (the event's time is the first one's). Empty: at "
+            "the first matching reading. Needs dedupe."
+        ),
+    )
+    max_gap_seconds = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text=(
+            "With a duration: two consecutive matching readings further apart than this break the matching span "
+            "(the next one starts a new span). Empty: gaps never break it."
+        ),
+    )
+    # Hysteresis: auto_resolve resolves only on a reading past this threshold (a number on the far side).
+    clear_threshold = models.JSONField(
+        null=True,
+        blank=True,
+        help_text=(
+            "With auto_resolve and gt/gte/lt/lte: the event resolves only on a reading that no longer matches this "
+            "threshold instead (gt 80, clear 75: resolved at 75 or below; lt 10, clear 12: at 12 or above). At or "
+            "below the threshold for gt/gte, at or above it for lt/lte. Empty: any reading that no longer matches."
+        ),
+    )
     channels = models.ManyToManyField(NotificationChannel, through="RuleChannel", blank=True, related_name="rules")
     created_at = models.DateTimeField(db_default=Now(), editable=False)
     updated_at = models.DateTimeField(auto_now=True)
@@ -129,6 +163,33 @@ class Rule(models.Model):
                 name="rules_threshold_type",
             ),
             models.CheckConstraint(condition=~models.Q(message_template=""), name="rules_message_template_not_empty"),
+            models.CheckConstraint(
+                condition=models.Q(for_seconds__isnull=True) | models.Q(for_seconds__gt=0, dedupe=True),
+                name="rules_for_seconds_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(max_gap_seconds__isnull=True)
+                | models.Q(max_gap_seconds__gt=0, for_seconds__isnull=False),
+                name="rules_max_gap_seconds_valid",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    models.Q(clear_threshold__isnull=True)
+                    | models.Q(
+                        _jsonb_type_in("clear_threshold", "number"),
+                        auto_resolve=True,
+                        clear_threshold__lte=models.F("threshold"),
+                        operator__in=CLEAR_BELOW_OPERATORS,
+                    )
+                    | models.Q(
+                        _jsonb_type_in("clear_threshold", "number"),
+                        auto_resolve=True,
+                        clear_threshold__gte=models.F("threshold"),
+                        operator__in=CLEAR_ABOVE_OPERATORS,
+                    )
+                ),
+                name="rules_clear_threshold_valid",
+            ),
         ]
         indexes = [
             # The trigger looks up the enabled rules of the metrics present in a batch.
@@ -162,6 +223,17 @@ class Rule(models.Model):
         threshold_error = threshold_problem(self.operator, self.threshold)
         if threshold_error:
             errors["threshold"] = threshold_error
+        clear_error = clear_threshold_problem(self.operator, self.threshold, self.clear_threshold, self.auto_resolve)
+        if clear_error and not threshold_error:
+            errors["clear_threshold"] = clear_error
+        if self.for_seconds is not None and self.for_seconds <= 0:
+            errors["for_seconds"] = "A duration is a positive number of seconds (leave it empty to fire at once)."
+        elif self.for_seconds is not None and not self.dedupe:
+            errors["for_seconds"] = "A duration needs dedupe: one event per matching span."
+        if self.max_gap_seconds is not None and self.max_gap_seconds <= 0:
+            errors["max_gap_seconds"] = "A maximum gap is a positive number of seconds (leave it empty for none)."
+        elif self.max_gap_seconds is not None and self.for_seconds is None:
+            errors["max_gap_seconds"] = "A maximum gap only applies to a rule with a duration (for_seconds)."
         unknown = sorted(set(re.findall(r"\{(\w*)\}", self.message_template or "")) - set(MESSAGE_PLACEHOLDERS))
         if unknown:
             errors["message_template"] = (
@@ -193,6 +265,25 @@ def threshold_problem(operator, threshold):
     return None
 
 
+def clear_threshold_problem(operator, threshold, clear_threshold, auto_resolve):
+    """Why ``clear_threshold`` can't go with the rest of the rule, or None (mirrors rules_clear_threshold_valid)."""
+    if clear_threshold is None:
+        return None
+    if not auto_resolve:
+        return "A clear threshold decides when auto_resolve resolves an event: turn auto_resolve on, or leave it empty."
+    if operator not in CLEAR_BELOW_OPERATORS + CLEAR_ABOVE_OPERATORS:
+        return f"The operator {operator} has no clear threshold: only gt, gte, lt and lte do (leave it empty)."
+    if not isinstance(clear_threshold, (int, float)) or isinstance(clear_threshold, bool):
+        return "The clear threshold must be a number, like 75 or 21.5."
+    if not math.isfinite(clear_threshold):
+        return "The clear threshold must be a finite number."
+    if operator in CLEAR_BELOW_OPERATORS and clear_threshold > threshold:
+        return f"For {operator} the clear threshold is at or below the threshold ({threshold})."
+    if operator in CLEAR_ABOVE_OPERATORS and clear_threshold < threshold:
+        return f"For {operator} the clear threshold is at or above the threshold ({threshold})."
+    return None
+
+
 class RuleChannel(models.Model):
     """A rule's notification channel. Both foreign keys cascade in SQL."""
 
@@ -207,6 +298,55 @@ class RuleChannel(models.Model):
 
     def __str__(self):
         return f"{self.rule_id} → {self.channel_id}"
+
+
+class RuleState(models.Model):
+    """What the readings said so far for one (rule, device) of a rule with auto_resolve or for_seconds.
+
+    Written by the ``telemetry_evaluate_rules`` trigger only, for pairs with a matching reading, an open
+    auto-resolving event or a pending span; it locks a statement's rows in (rule, device) order before touching their
+    events (docs/rules.md, "Rule state"). Readings at or before ``cleared_at`` never open, extend or resolve anything.
+    """
+
+    pk = models.CompositePrimaryKey("rule", "device")
+    # Both ON DELETE CASCADE in SQL (sql/history/rules/0011_rule_states.sql).
+    rule = models.ForeignKey(Rule, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    device = models.ForeignKey(Device, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    # The newest reading the state took into account.
+    changed_at = models.DateTimeField(null=True)
+    # The newest non-matching reading that ended a matching span or resolved an event.
+    cleared_at = models.DateTimeField(null=True)
+    # The matching span in progress (pending duration, or the open event's): its first and newest matching readings
+    # (time and value) and how many matched.
+    span_started_at = models.DateTimeField(null=True)
+    span_first_value = models.JSONField(null=True)
+    span_last_at = models.DateTimeField(null=True)
+    span_last_value = models.JSONField(null=True)
+    span_count = models.IntegerField(db_default=0)
+    # An unresolved event of this auto_resolve rule waits for its clearing reading.
+    event_open = models.BooleanField(db_default=False)
+
+    class Meta:
+        db_table = "rule_states"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(span_started_at__isnull=True, span_last_at__isnull=True)
+                | models.Q(span_last_at__gte=models.F("span_started_at")),
+                name="rule_states_span_complete",
+            ),
+        ]
+        indexes = [
+            # The trigger's cheap check for a statement without candidates: has one of its devices a pair that needs
+            # its non-matching readings too?
+            models.Index(
+                fields=["device"],
+                condition=models.Q(event_open=True) | models.Q(span_started_at__isnull=False),
+                name="rule_states_watched_device",
+            ),
+        ]
+
+    def __str__(self):
+        return f"rule {self.rule_id} on {self.device_id}"
 
 
 class EventStatus(models.TextChoices):

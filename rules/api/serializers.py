@@ -63,6 +63,9 @@ class RuleSerializer(StrictModelSerializer):
         many=True, queryset=NotificationChannel.objects.all(), required=False, help_text="Notification channel ids."
     )
     threshold = serializers.JSONField(help_text="A number for gt/lt/gte/lte; a number, boolean or string for eq/neq.")
+    clear_threshold = serializers.JSONField(
+        required=False, allow_null=True, help_text=Rule._meta.get_field("clear_threshold").help_text
+    )
 
     class Meta:
         model = Rule
@@ -80,6 +83,9 @@ class RuleSerializer(StrictModelSerializer):
             "enabled",
             "dedupe",
             "auto_resolve",
+            "clear_threshold",
+            "for_seconds",
+            "max_gap_seconds",
             "channels",
             "created_at",
             "updated_at",

@@ -119,3 +119,10 @@ def test_events_are_acknowledged_and_resolved_by_admin_actions(admin_site_client
     assert events[0].status == EventStatus.RESOLVED
     assert events[0].resolved_by.username == "boss"
     assert admin_site_client.get(f"/admin/rules/event/{events[0].pk}/change/", **HTTPS).status_code == 200
+
+
+def test_the_admin_form_shows_the_new_fields_with_help_texts(admin_site_client):
+    page = admin_site_client.get("/admin/rules/rule/add/", **HTTPS).content.decode()
+    for field in ("clear_threshold", "for_seconds", "max_gap_seconds"):
+        assert f'name="{field}"' in page
+        assert Rule._meta.get_field(field).help_text.split(":")[0].replace("'", "&#x27;") in page

@@ -160,3 +160,18 @@ def test_concurrent_rule_edits_leave_the_values_of_all_rules():
         for conn in (first, second, observer):
             conn.close()
     assert Event.objects.count() == 0
+
+
+def test_with_duration_follows_the_enabled_rules_with_for_seconds():
+    def with_duration():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT s.with_duration, rules_with_duration() FROM rule_evaluation_state s")
+            stored, computed = cursor.fetchone()
+        assert stored == computed
+        return stored
+
+    assert with_duration() is False
+    slow = RuleFactory(for_seconds=60)
+    assert with_duration() is True
+    Rule.objects.filter(pk=slow.pk).update(enabled=False)
+    assert with_duration() is False

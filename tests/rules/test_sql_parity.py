@@ -1,7 +1,9 @@
 """Facts stated once in Python and once in SQL agree: the operators, the message placeholders, the notification
-payload's keys, the event status transitions and the device statuses the rules skip. Each test fails when one side
-changes without the other: the Python declaration is the reference, the SQL is exercised for real."""
+payload's keys, the event status transitions, the device statuses the rules skip and where a clear threshold may
+lie. Each test fails when one side changes without the other: the Python declaration is the reference, the SQL is
+exercised for real."""
 
+import json
 import operator as python_operator
 import re
 from datetime import UTC, datetime
@@ -12,6 +14,8 @@ from django.db import DatabaseError, connection, transaction
 
 from iothub.migration_operations import SQL_DIR
 from rules.models import (
+    CLEAR_ABOVE_OPERATORS,
+    CLEAR_BELOW_OPERATORS,
     EVENT_TRANSITIONS,
     MESSAGE_PLACEHOLDERS,
     NOTIFICATION_PAYLOAD_KEYS,
@@ -19,6 +23,7 @@ from rules.models import (
     EventStatus,
     Notification,
     Operator,
+    clear_threshold_problem,
 )
 from rules.notifications import _content
 from telemetry.models import UNEVALUATED_STATUSES, DeviceStatus
@@ -112,3 +117,20 @@ def test_the_trigger_skips_exactly_the_python_unevaluated_device_statuses(status
     device = DeviceFactory(status=status)
     insert_readings([(device.pk, T0, {rule.metric: 99})])
     assert Event.objects.filter(device=device).exists() is (status not in UNEVALUATED_STATUSES)
+
+
+@pytest.mark.parametrize(("operator", "auto_resolve"), list(product(Operator, (True, False))))
+def test_the_database_accepts_exactly_the_clear_thresholds_python_accepts(operator, auto_resolve):
+    threshold = 30
+    rule = RuleFactory(operator=operator, threshold=threshold, auto_resolve=auto_resolve)
+    for clear in (29, 30, 31, "30", True):
+        accepted_in_python = clear_threshold_problem(operator, threshold, clear, auto_resolve) is None
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("UPDATE rules SET clear_threshold = %s WHERE id = %s", [json.dumps(clear), rule.pk])
+            accepted_in_sql = True
+        except DatabaseError:
+            accepted_in_sql = False
+        assert accepted_in_sql is accepted_in_python, (operator, auto_resolve, clear)
+    # The sides as documented: below for gt/gte, above for lt/lte.
+    assert set(CLEAR_BELOW_OPERATORS) | set(CLEAR_ABOVE_OPERATORS) == set(Operator) - {Operator.EQ, Operator.NEQ}
