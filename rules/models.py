@@ -309,7 +309,7 @@ class RuleState(models.Model):
     """
 
     pk = models.CompositePrimaryKey("rule", "device")
-    # Both ON DELETE CASCADE in SQL (sql/history/rules/0011_rule_states.sql).
+    # Both ON DELETE CASCADE in SQL (sql/history/rules/0012_rule_states.sql).
     rule = models.ForeignKey(Rule, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
     device = models.ForeignKey(Device, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
     # The newest reading the state took into account.

@@ -12,7 +12,7 @@ class Migration(migrations.Migration):
     per-(rule, device) state the rule trigger keeps for rules with auto_resolve or for_seconds."""
 
     dependencies = [
-        ('rules', '0010_message_in_one_pass'),
+        ('rules', '0011_notifications_without_secrets'),
     ]
 
     operations = [
@@ -75,7 +75,7 @@ class Migration(migrations.Migration):
             model_name='rulestate',
             constraint=models.CheckConstraint(condition=models.Q(models.Q(('span_last_at__isnull', True), ('span_started_at__isnull', True)), ('span_last_at__gte', models.F('span_started_at')), _connector='OR'), name='rule_states_span_complete'),
         ),
-        RunSQLFile("rules/0011_rule_states.sql", reverse_path="rules/0011_rule_states.reverse.sql"),
+        RunSQLFile("rules/0012_rule_states.sql", reverse_path="rules/0012_rule_states.reverse.sql"),
         RunLiveSQL("functions/rules_with_duration.sql", "e3d37b4321012dd19acf9f57561b1ea5d2f8e0da1164ffcc5720c339861d8d4b"),
         RunLiveSQL("functions/utc_iso8601.sql", "1cb14b8969cc4e62cd6d979588c2fe024c4f7d03a5439c0eba12293feb5c67c0"),
         RunLiveSQL("functions/rule_evaluation_state_refresh.sql", "871fbd5ec62d2be7a3aa8bef5ba905a3d027ddf0cef73f372810db95959b5844"),

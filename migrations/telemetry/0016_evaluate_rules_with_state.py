@@ -10,9 +10,9 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('telemetry', '0010_watermark_for_every_reader'),
+        ('telemetry', '0015_refresh_spans_by_index'),
         # The trigger reads rule_states, rule_evaluation_state.with_duration and utc_iso8601().
-        ('rules', '0011_rule_state'),
+        ('rules', '0012_rule_state'),
     ]
 
     operations = [
