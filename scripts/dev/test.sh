@@ -70,7 +70,9 @@ $(edition_conf "$edition")"
     "$VENV/bin/python" -m pytest "$@" 2>&1 | tee "$output" || status=${PIPESTATUS[0]}
     # 5: nothing collected, as when every test asked for runs only once and ran on the first edition.
     [ "$status" -eq 5 ] && [ -z "$first" ] && status=0
-    summary=$(grep -E '^=+ .* in [0-9.]+s.* =+$' "$output" | tail -n1 | sed -E 's/^=+ | =+$//g' || true)
+    # pytest's closing line, with or without its rule of '=' (-q drops it).
+    summary=$(grep -E '^(=+ )?[0-9]+ (passed|failed|errors?|skipped|deselected).* in [0-9.]+s' "$output" | tail -n1 \
+        | sed -E 's/^=+ | =+$//g' || true)
     summaries+=("$edition edition: ${summary:-no summary (exit $status)}")
     cluster_stop "$cluster" || true
     rm -rf "$cluster"
