@@ -80,6 +80,7 @@ load_secret() {
             value=$(cat "$file")
         elif [ -r "$SECRETS_DIR/$2" ]; then
             value=$(cat "$SECRETS_DIR/$2")
+            export "$1_GENERATED=1"
         fi
     fi
     if [ -n "$value" ]; then
@@ -149,7 +150,17 @@ case ${1:-web} in
         # The read-only role for dashboards: NOLOGIN until IOTHUB_READONLY_PASSWORD (or _FILE) is given.
         python manage.py readonly_role
         python manage.py apply_timescale_policies
-        python manage.py ensure_superuser
+        created=$(python manage.py ensure_superuser)
+        echo "$created"
+        # Said once, when the admin is created: nothing else tells a user who started with a bare `up`.
+        case $created in
+            *created*)
+                if [ -n "${DJANGO_SUPERUSER_PASSWORD_GENERATED:-}" ]; then
+                    log "the admin's password was generated; read it with:" \
+                        "docker compose exec web cat $SECRETS_DIR/django_superuser_password"
+                fi
+                ;;
+        esac
         # gunicorn.conf.py: bind 0.0.0.0:8000, workers and threads from the environment.
         exec gunicorn iothub.wsgi
         ;;

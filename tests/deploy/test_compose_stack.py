@@ -119,8 +119,7 @@ class Stack:
             "HOME": os.environ.get("HOME", "/root"),
             "HTTP_PORT": str(self.http_port),
             "HTTPS_PORT": str(self.https_port),
-            # Named without a password: init generates one into the secrets volume.
-            "DJANGO_SUPERUSER_USERNAME": ADMIN,
+            # No first admin named: a bare `up` gets "admin", whose password init generates into the secrets volume.
         }
 
     def compose(self, *args, timeout=START_TIMEOUT, check=True):
@@ -330,6 +329,13 @@ def test_health_over_https_and_308_from_http(stack):
     redirect = request(stack.http_port, "POST", f"{API}/users/?page=2", body=b"{}")
     assert redirect.status == 308
     assert redirect.headers["Location"] == f"https://127.0.0.1:{stack.https_port}{API}/users/?page=2"
+
+
+def test_a_bare_up_has_an_admin_and_the_web_log_says_how_to_read_its_password(stack, admin_password):
+    log = stack.logs("web")
+    assert "docker compose exec web cat /run/iothub-secrets/django_superuser_password" in log
+    assert log.count("the admin's password was generated") == 1  # once, when it was created
+    assert stack.call("POST", "/auth/token/", {"username": ADMIN, "password": admin_password}).status == 200
 
 
 def test_login_returns_tokens_that_authenticate(stack, token):
