@@ -9,6 +9,8 @@ recorded edition: ``migrate`` (a system check, iothub.checks), the web process (
 call it at start.
 """
 
+import weakref
+
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connection
 
@@ -24,14 +26,24 @@ class EditionMismatch(ImproperlyConfigured):
     """The TimescaleDB library serves another edition than the one the database was migrated under."""
 
 
+# {DB-API connection: served edition}: a session's license can't change while it runs (TimescaleDB refuses), so the
+# health endpoint, called every few seconds, asks once per database session, not at every call.
+_served_by_session = weakref.WeakKeyDictionary()
+
+
 def served(using=None):
     """The edition the TimescaleDB library serves to this session (``timescaledb.license``)."""
-    with (using or connection).cursor() as cursor:
-        # The setting is NULL until the extension is loaded in the session; touching its catalog loads it.
-        cursor.execute("SELECT count(*) FROM timescaledb_information.hypertables")
-        cursor.execute("SELECT current_setting('timescaledb.license', true)")
-        license_ = cursor.fetchone()[0]
-    return TIMESCALE if license_ == TIMESCALE else APACHE
+    db = using or connection
+    db.ensure_connection()
+    session = db.connection
+    if session not in _served_by_session:
+        with db.cursor() as cursor:
+            # The setting is NULL until the extension is loaded in the session; touching its catalog loads it.
+            cursor.execute("SELECT count(*) FROM timescaledb_information.hypertables")
+            cursor.execute("SELECT current_setting('timescaledb.license', true)")
+            license_ = cursor.fetchone()[0]
+        _served_by_session[session] = TIMESCALE if license_ == TIMESCALE else APACHE
+    return _served_by_session[session]
 
 
 def recorded(using=None):
