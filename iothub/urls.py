@@ -1,7 +1,10 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 urlpatterns = [
+    # The address make run prints and Admin's "View site" lead somewhere: the API's documentation.
+    path("", RedirectView.as_view(url="/api/v1/docs/", permanent=False), name="home"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("iothub.api.urls")),
     path("api/v1/", include("telemetry.api.urls")),

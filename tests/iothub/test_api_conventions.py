@@ -166,3 +166,11 @@ class TestSchema:
         assert scripts
         for asset in scripts:
             assert api_client.get(asset).status_code == 200, asset
+
+
+def test_the_site_root_leads_to_the_api_docs(api_client):
+    # `/` was a 404: the address make run prints, and Admin's "View site" link, led nowhere.
+    response = api_client.get("/")
+    assert response.status_code == 302
+    assert response["Location"] == "/api/v1/docs/"
+    assert api_client.get(response["Location"]).status_code == 200
