@@ -222,7 +222,10 @@ def recover_stalled_notifications(*, stalled_after=None):
 
 def _content(notification):
     """The event as delivered: the payload the trigger froze when it queued the notification; the event row fills
-    in for a notification queued without one (by hand)."""
+    in for a notification queued without one (by hand), and only then is the event (and its device) read."""
+    payload = notification.payload
+    if all(key in payload for key in NOTIFICATION_PAYLOAD_KEYS):
+        return {key: payload[key] for key in NOTIFICATION_PAYLOAD_KEYS}
     event = notification.event
     from_event = {
         "event_id": event.pk,
@@ -235,7 +238,7 @@ def _content(notification):
         "triggered_at": event.triggered_at,
         "trigger_values": event.trigger_values,
     }
-    return {key: notification.payload.get(key, from_event[key]) for key in NOTIFICATION_PAYLOAD_KEYS}
+    return {key: payload.get(key, from_event[key]) for key in NOTIFICATION_PAYLOAD_KEYS}
 
 
 def deliver_to_log(notification):
