@@ -123,7 +123,29 @@ DATABASES["default"].update(
         "CONN_HEALTH_CHECKS": True,
     }
 )
-DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=5))
+# Bounded waits on the database (docs/operations.md, "Timeouts"); DATABASE_URL's query string may override these.
+# A connection that goes DB_TCP_TIMEOUT seconds without a sign of life from the database host — data left
+# unacknowledged (tcp_user_timeout), or keepalive probes unanswered while a query runs — is broken: its query fails
+# (a 503) instead of waiting for the kernel's TCP give-up (~15 min) or forever. A busy database still answers probes,
+# so long statements are not cut by this.
+DB_CONNECT_TIMEOUT = env.int("DB_CONNECT_TIMEOUT", default=5)
+DB_TCP_TIMEOUT = env.int("DB_TCP_TIMEOUT", default=5)
+if DB_TCP_TIMEOUT < 1:
+    raise ImproperlyConfigured(f"DB_TCP_TIMEOUT={DB_TCP_TIMEOUT}: give the seconds, at least 1.")
+_keepalive_idle = max(1, DB_TCP_TIMEOUT // 2)
+DATABASES["default"]["OPTIONS"] = {
+    "connect_timeout": DB_CONNECT_TIMEOUT,
+    "keepalives": 1,
+    "keepalives_idle": _keepalive_idle,
+    "keepalives_interval": 1,
+    # Where tcp_user_timeout is not supported, idle + count x interval gives about the same bound.
+    "keepalives_count": max(1, DB_TCP_TIMEOUT - _keepalive_idle),
+    "tcp_user_timeout": DB_TCP_TIMEOUT * 1000,
+    **DATABASES["default"].get("OPTIONS", {}),
+}
+# Seconds one SQL statement of a web request may run (iothub/wsgi.py sets it on the web server's connections; 0: no
+# limit). Commands (migrate, refresh_aggregates) and the worker, whose statements may rightly run long, have none.
+DB_STATEMENT_TIMEOUT = env.int("DB_STATEMENT_TIMEOUT", default=10)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # One place where a DBA reads every schema change in order.

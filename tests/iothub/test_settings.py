@@ -1,5 +1,6 @@
 """Production settings: required variables, secure defaults, the driver check and the HTTPS redirect."""
 
+import json
 import os
 import subprocess
 import sys
@@ -48,12 +49,11 @@ def test_a_missing_required_variable_is_a_clear_error(missing):
     assert f"{missing} is not set" in result.stderr
 
 
-def _login_protection_settings(**env):
-    code = (
-        "import django; django.setup(); from django.conf import settings; "
-        "print(settings.AUTH_THROTTLE_RATE, [str(n) for n in settings.TRUSTED_PROXIES])"
-    )
-    clean = {key: value for key, value in os.environ.items() if key not in ("AUTH_THROTTLE_RATE", "TRUSTED_PROXIES")}
+def _settings_value(expression, *, unset, **env):
+    """``expression`` printed by a fresh interpreter whose settings load from PRODUCTION_ENV and ``env``, without
+    this process's variables whose names start with one of ``unset``."""
+    code = f"import django, json; django.setup(); from django.conf import settings; print({expression})"
+    clean = {key: value for key, value in os.environ.items() if not key.startswith(unset)}
     return subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,
@@ -61,6 +61,14 @@ def _login_protection_settings(**env):
         capture_output=True,
         text=True,
         timeout=60,
+    )
+
+
+def _login_protection_settings(**env):
+    return _settings_value(
+        "settings.AUTH_THROTTLE_RATE, [str(n) for n in settings.TRUSTED_PROXIES]",
+        unset=("AUTH_THROTTLE_RATE", "TRUSTED_PROXIES"),
+        **env,
     )
 
 
@@ -145,3 +153,39 @@ def test_the_driver_check_refuses_psycopg3(monkeypatch):
     errors = iothub_checks.check_database_driver(None)
     assert [error.id for error in errors] == ["iothub.E001"]
     assert "psycopg2" in errors[0].hint
+
+
+def _database_options(**env):
+    return _settings_value(
+        "json.dumps(settings.DATABASES['default']['OPTIONS'], sort_keys=True)", unset=("DB_", "DATABASE_"), **env
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, {"connect_timeout": 5, "keepalives_idle": 2, "keepalives_count": 3, "tcp_user_timeout": 5000}),
+        (
+            {"DB_TCP_TIMEOUT": "20", "DB_CONNECT_TIMEOUT": "3"},
+            {"connect_timeout": 3, "keepalives_idle": 10, "keepalives_count": 10, "tcp_user_timeout": 20000},
+        ),
+        # The URL's query string wins over the settings' values (libpq options per deployment).
+        (
+            {"DATABASE_URL": "postgres://iothub:pw@127.0.0.1:5432/iothub?keepalives_idle=30"},
+            {"connect_timeout": 5, "keepalives_idle": 30, "keepalives_count": 3, "tcp_user_timeout": 5000},
+        ),
+    ],
+)
+def test_database_connections_are_bounded_by_libpq_options(env, expected):
+    """docs/operations.md, "Timeouts": the keepalives and tcp_user_timeout every process's connections get (their
+    effect is measured by tests/reliability/test_bounded_waits.py)."""
+    result = _database_options(**env)
+    assert result.returncode == 0, result.stderr
+    options = json.loads(result.stdout)
+    assert options == {"keepalives": 1, "keepalives_interval": 1, **expected}
+
+
+def test_db_tcp_timeout_must_be_a_positive_number_of_seconds():
+    result = _database_options(DB_TCP_TIMEOUT="0")
+    assert result.returncode != 0
+    assert "DB_TCP_TIMEOUT=0" in result.stderr

@@ -137,19 +137,25 @@ def children_of(pid):
 
 
 class Cluster:
-    """PostgreSQL 15 + TimescaleDB in a temporary directory, on a free loopback port and a private socket."""
+    """PostgreSQL 15 + TimescaleDB in a temporary directory, on a free port and a private socket: on loopback, or
+    on ``host`` inside the network namespace ``netns`` (tests/reliability/test_bounded_waits.py)."""
 
-    def __init__(self, directory, port):
+    def __init__(self, directory, port, *, host="127.0.0.1", netns=None):
         self.directory = directory
         self.data = directory / "data"
         self.log = directory / "postgres.log"
         self.port = port
+        self.host = host
+        self.netns = netns
+        self._frozen = []  # pids freeze() stopped
         self.password = secrets.token_hex(16)
-        self.database_url = f"postgres://iothub:{self.password}@127.0.0.1:{port}/iothub"
+        self.database_url = f"postgres://iothub:{self.password}@{host}:{port}/iothub"
 
     def _as_postgres(self, *command, timeout=60, check=True):
         if os.geteuid() == 0:
             command = ("runuser", "-u", "postgres", "--", *command)
+        if self.netns:
+            command = ("ip", "netns", "exec", self.netns, *command)
         result = subprocess.run(command, cwd="/", capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
             log = self.log.read_text()[-3000:] if self.log.exists() else ""
@@ -174,7 +180,7 @@ class Cluster:
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.write(
                 f"""
-listen_addresses = '127.0.0.1'
+listen_addresses = '{self.host}'
 port = {self.port}
 unix_socket_directories = '{self.directory}'
 shared_preload_libraries = 'timescaledb'
@@ -183,6 +189,10 @@ max_worker_processes = 16
 timescaledb.telemetry_level = off
 """
             )
+        if self.host != "127.0.0.1":
+            # initdb lets loopback clients in; the namespace's peers are on the server address's own subnet.
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                hba.write("host all all samenet scram-sha-256\n")
 
     def start(self):
         self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start")
@@ -212,10 +222,20 @@ timescaledb.telemetry_level = off
         return len(pids)
 
     def freeze(self):
-        os.kill(self.postmaster_pid(), signal.SIGSTOP)
+        """SIGSTOP the postmaster, then every backend: connections stay open and the kernel still acknowledges
+        their packets, but nothing answers (a hung host)."""
+        postmaster = self.postmaster_pid()
+        os.kill(postmaster, signal.SIGSTOP)
+        self._frozen = [postmaster, *children_of(postmaster)]
+        for pid in self._frozen[1:]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
 
     def thaw(self):
-        os.kill(self.postmaster_pid(), signal.SIGCONT)
+        for pid in self._frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        self._frozen = []
 
     def connect(self, dbname="iothub"):
         """A superuser connection over the private socket (autocommit), for the tests' own checks."""
