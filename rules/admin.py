@@ -275,11 +275,11 @@ class EventAdmin(admin.ModelAdmin):
     def occurrences(self, event):
         return event.occurrence_count
 
-    @admin.display(description="first", ordering="triggered_at")
+    @admin.display(description="first triggered", ordering="triggered_at")
     def first_triggered(self, event):
         return _utc(event.triggered_at)
 
-    @admin.display(description="last", ordering="last_triggered_at")
+    @admin.display(description="last triggered", ordering="last_triggered_at")
     def last_triggered(self, event):
         return _utc(event.last_triggered_at)
 
