@@ -143,6 +143,7 @@ def test_anonymous_callers_are_refused(api_client):
         ({"colour": "red"}, "/colour", "unknown_field"),
         ({"expected_interval_seconds": 0}, "/expected_interval_seconds", "invalid"),
         ({"expected_interval_seconds": "often"}, "/expected_interval_seconds", "invalid"),
+        ({"expected_interval_seconds": 2**31}, "/expected_interval_seconds", "invalid"),  # beyond the integer column
     ],
 )
 def test_invalid_device_type_writes_are_problems_and_change_nothing(admin_client, change, pointer, code):
