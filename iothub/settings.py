@@ -201,7 +201,7 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": [
         "iothub.api.filters.FilterBackend",
         "rest_framework.filters.SearchFilter",
-        "rest_framework.filters.OrderingFilter",
+        "iothub.api.filters.OrderingFilter",
     ],
     "DEFAULT_SCHEMA_CLASS": "iothub.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "iothub.api.exception_handler.problem_exception_handler",

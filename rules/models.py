@@ -54,6 +54,19 @@ class Severity(models.TextChoices):
     CRITICAL = "critical", "Critical"
 
 
+# How serious each severity is: what "ordering by severity" sorts by (the API's ?ordering=severity, Admin's lists),
+# never the names' alphabetical order.
+SEVERITY_RANK = {Severity.INFO: 1, Severity.WARNING: 2, Severity.CRITICAL: 3}
+
+
+def severity_rank(field="severity"):
+    """The rank of ``field`` (a severity) as a SQL CASE expression, to sort by in the database."""
+    return models.Case(
+        *(models.When(**{field: severity}, then=models.Value(rank)) for severity, rank in SEVERITY_RANK.items()),
+        output_field=models.IntegerField(),
+    )
+
+
 class ChannelKind(models.TextChoices):
     LOG = "log", "Log"
     EMAIL = "email", "Email"
@@ -451,7 +464,8 @@ class Event(models.Model):
         triggers = [EventStatusTransition(name="event_status_transition")]
 
     def __str__(self):
-        return f"{self.rule_name} on {self.device_id} at {self.triggered_at.isoformat()}"
+        # Admin's titles, breadcrumbs and history: the device's name, not its UUID (list the device with the event).
+        return f"{self.rule_name} on {self.device.name} at {self.triggered_at:%Y-%m-%d %H:%M:%S} UTC"
 
 
 class NotificationStatus(models.TextChoices):

@@ -1,16 +1,22 @@
 import json
+from datetime import timedelta
 
 from django import forms
 from django.contrib import admin
+from django.contrib.humanize.templatetags.humanize import naturaltime
 from django.db.models import Count
-from django.utils.html import format_html, format_html_join
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.http import urlencode
 from rest_framework.settings import api_settings
 
+from rules.admin import open_event_count, open_events_link
+from rules.selectors import rules_watching
 from telemetry.api.serializers import DeviceTypeSerializer
-from telemetry.models import Device, DeviceType, Telemetry
-from telemetry.selectors import device_list
-
-RECENT_READINGS = 20
+from telemetry.charts import CHART_WINDOWS, DEFAULT_CHART_WINDOW, device_series, duration_label, metric_chart
+from telemetry.models import OFFLINE_AFTER_INTERVALS, Device, DeviceType
+from telemetry.selectors import device_list, telemetry_latest
 
 
 def _error_messages(detail, pointer):
@@ -31,7 +37,7 @@ def _error_messages(detail, pointer):
 class DeviceTypeForm(forms.ModelForm):
     class Meta:
         model = DeviceType
-        fields = ["name", "description", "metrics"]
+        fields = ["name", "description", "metrics", "expected_interval_seconds"]
 
     def clean_metrics(self):
         # The same rules as the API, so that a type edited here reads back the same way there.
@@ -45,7 +51,7 @@ class DeviceTypeForm(forms.ModelForm):
 @admin.register(DeviceType)
 class DeviceTypeAdmin(admin.ModelAdmin):
     form = DeviceTypeForm
-    list_display = ["name", "description", "device_count", "created_at"]
+    list_display = ["name", "description", "expected_interval_seconds", "device_count", "created_at"]
     search_fields = ["name", "description"]
     readonly_fields = ["created_at", "updated_at"]
 
@@ -59,7 +65,20 @@ class DeviceTypeAdmin(admin.ModelAdmin):
 
 @admin.register(Device)
 class DeviceAdmin(admin.ModelAdmin):
-    list_display = ["name", "serial_number", "status", "device_type", "location", "last_seen_at"]
+    """Devices, and on a device's page what an operator looks for first: online or not, the latest value of each
+    metric with its unit, a chart per metric over a chosen window (from the aggregates), its open events and the rules
+    that watch it. Telemetry has a composite primary key, which Admin can't register: it is shown here read-only."""
+
+    list_display = [
+        "name",
+        "serial_number",
+        "status",
+        "online",
+        "device_type",
+        "location",
+        "last_seen_at",
+        "open_events",
+    ]
     list_filter = ["status", "device_type"]
     list_select_related = ["device_type"]
     search_fields = ["name", "serial_number"]
@@ -73,37 +92,106 @@ class DeviceAdmin(admin.ModelAdmin):
         "metadata",
         "created_at",
         "updated_at",
-        "last_seen_at",
-        "recent_readings",
     ]
-    readonly_fields = ["id", "created_at", "updated_at", "last_seen_at", "recent_readings"]
+    readonly_fields = ["id", "created_at", "updated_at"]
+
+    class Media:
+        css = {"all": ["telemetry/admin.css"]}
 
     def get_queryset(self, request):
-        return device_list()
+        # The type: the list's column, and the page's units and expected interval.
+        return device_list().select_related("device_type").annotate(open_event_count=open_event_count("device"))
 
     def get_fields(self, request, obj=None):
-        # Before the first save there is no id, no timestamps and no telemetry to show.
+        # Before the first save there is no id and no timestamps.
         return self.fields if obj else [name for name in self.fields if name not in self.readonly_fields]
 
     @admin.display(description="last seen", ordering="last_seen_at", empty_value="never")
     def last_seen_at(self, obj):
         return obj.last_seen_at
 
-    @admin.display(description=f"{RECENT_READINGS} most recent readings")
-    def recent_readings(self, obj):
-        # Telemetry has a composite primary key, which admin can't register: it is shown here read-only.
-        readings = Telemetry.objects.filter(device_id=obj.pk).order_by("-time")[:RECENT_READINGS]
-        rows = format_html_join(
-            "\n",
-            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
-            (
-                (reading.time.isoformat(), json.dumps(reading.metrics), reading.received_at.isoformat())
-                for reading in readings
-            ),
+    @admin.display(description="online")
+    def online(self, device):
+        state, text = connectivity(device=device, now=timezone.now())
+        return format_html('<span class="iothub-state iothub-state-{}" title="{}">{}</span>', state, text, state)
+
+    @admin.display(description="open events", ordering="open_event_count")
+    def open_events(self, device):
+        return open_events_link(device.open_event_count, device=device.pk)
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            window = CHART_WINDOWS.get(request.GET.get("window"), CHART_WINDOWS[DEFAULT_CHART_WINDOW])
+            context["device_panels"] = device_panels(device=obj, window=window, now=timezone.now())
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+
+def connectivity(*, device, now):
+    """``(state, text)``: ``state`` is "online", "offline", "never" (no reading yet) or "unknown" (its type expects no
+    interval); ``text`` says why. Display only: no-data rules raise the alarms."""
+    expected = device.device_type.expected_interval_seconds
+    if device.last_seen_at is None:
+        return "never", "No reading yet."
+    age = now - device.last_seen_at
+    ago = f"last reading {naturaltime(device.last_seen_at)}" if age.total_seconds() >= 1 else "last reading just now"
+    if expected is None:
+        return "unknown", f"{ago.capitalize()} (its type sets no expected interval, so online/offline is not shown)."
+    every = f"expected every {duration_label(timedelta(seconds=expected))}"
+    if age > timedelta(seconds=expected * OFFLINE_AFTER_INTERVALS):
+        return "offline", f"Offline: {ago}, {every}."
+    return "online", f"Online: {ago}, {every}."
+
+
+def device_panels(*, device, window, now):
+    """What the device's page shows above its fields: connectivity, latest values with units, charts, events and
+    rules. A fixed number of queries, whatever the number of metrics, events and rules."""
+    declared = {metric["name"]: metric for metric in device.device_type.metrics}
+    _, latest = telemetry_latest(device=device, now=now)
+    first, stop, series = device_series(device=device, window=window, now=now)
+    # Declared metrics in their declared order, then the others by name.
+    names = list(declared) + sorted((set(latest) | set(series)) - set(declared))
+    metrics = []
+    for name in names:
+        unit = declared.get(name, {}).get("unit", "")
+        value, time = latest.get(name, (None, None))
+        metrics.append(
+            {
+                "name": name,
+                "unit": unit,
+                "description": declared.get(name, {}).get("description", ""),
+                "declared": name in declared,
+                "value": _value(value) if name in latest else None,
+                "time": time,
+                "chart": metric_chart(series=series[name], first=first, stop=stop, window=window, unit=unit)
+                if name in series
+                else None,
+            }
         )
-        if not rows:
-            return "No readings."
-        return format_html(
-            "<table><thead><tr><th>time</th><th>metrics</th><th>received at</th></tr></thead><tbody>{}</tbody></table>",
-            rows,
-        )
+    state, state_text = connectivity(device=device, now=now)
+    events_url = reverse("admin:rules_event_changelist")
+    return {
+        "state": state,
+        "state_text": state_text,
+        "metrics": metrics,
+        "window": window,
+        "windows": CHART_WINDOWS.values(),
+        "charted": sum(1 for metric in metrics if metric["chart"]),
+        "open_event_count": device.open_event_count,
+        "open_events_url": f"{events_url}?{urlencode({'device__id__exact': device.pk})}",
+        "all_events_url": f"{events_url}?{urlencode({'device__id__exact': device.pk, 'status': 'all'})}",
+        "rules": [
+            {
+                "rule": rule,
+                "condition": f"{rule.metric} {rule.get_operator_display()} {json.dumps(rule.threshold)}",
+                "url": reverse("admin:rules_rule_change", args=[rule.pk]),
+            }
+            for rule in rules_watching(device)
+        ],
+    }
+
+
+def _value(value):
+    """A metric's value as a person reads it: JSON for objects, true/false for booleans."""
+    if isinstance(value, (dict, list, bool)) or value is None:
+        return json.dumps(value)
+    return str(value)

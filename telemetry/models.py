@@ -1,3 +1,4 @@
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models.functions import Now
 
@@ -6,6 +7,10 @@ from rules.triggers import EvaluateRules
 # A metric's name: a top-level key of a reading, a declared metric, a rule's metric. \A and \Z mean the same in
 # Python and in PostgreSQL regular expressions; "$" would let a trailing newline through in Python.
 METRIC_NAME_REGEX = r"\A[A-Za-z_][A-Za-z0-9_.-]{0,63}\Z"
+
+
+# A device whose newest reading is older than this many of its type's expected intervals is shown offline.
+OFFLINE_AFTER_INTERVALS = 2
 
 
 def _jsonb_type_is(field, json_type):
@@ -20,6 +25,18 @@ class DeviceType(models.Model):
     description = models.TextField(blank=True, default="")
     # Documents what devices of this type send ([{"name", "unit", "description"}]); it does not restrict ingest.
     metrics = models.JSONField(default=list, blank=True)
+    # Display only: Admin's online/offline. The alarms for silent devices are no-data rules, with their own threshold.
+    expected_interval_seconds = models.PositiveIntegerField(
+        "expected interval (seconds)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text=(
+            "How often its devices send a reading, in seconds. Admin shows a device offline once its newest reading "
+            f"is older than {OFFLINE_AFTER_INTERVALS} intervals (one late or lost reading is not an outage). Display "
+            "only: a no-data rule raises the alarm. Empty: online/offline is not shown."
+        ),
+    )
     created_at = models.DateTimeField(db_default=Now(), editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -28,6 +45,9 @@ class DeviceType(models.Model):
         ordering = ["name"]
         constraints = [
             models.CheckConstraint(condition=_jsonb_type_is("metrics", "array"), name="device_types_metrics_array"),
+            models.CheckConstraint(
+                condition=models.Q(expected_interval_seconds__gt=0), name="device_types_expected_interval_positive"
+            ),
         ]
 
     def __str__(self):

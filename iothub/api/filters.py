@@ -1,4 +1,5 @@
 from django_filters.rest_framework import DjangoFilterBackend
+from rest_framework import filters
 
 from iothub.api.exceptions import InvalidQueryParameters
 
@@ -13,3 +14,27 @@ class FilterBackend(DjangoFilterBackend):
         if not filterset.is_valid():
             raise InvalidQueryParameters(filterset.errors)
         return filterset.qs
+
+
+class OrderingFilter(filters.OrderingFilter):
+    """DRF's ``?ordering=``, where a view may sort a field by an expression instead of its value
+    (``ordering_expressions``, e.g. a severity by its rank), and ties keep the queryset's own order, so that pages
+    of equal keys stay stable."""
+
+    def filter_queryset(self, request, queryset, view):
+        ordering = self.get_ordering(request, queryset, view)
+        if not ordering:
+            return queryset
+        expressions = getattr(view, "ordering_expressions", {})
+        terms = []
+        for term in ordering:
+            descending, name = term.startswith("-"), term.lstrip("-")
+            if name in expressions:
+                expression = expressions[name]
+                terms.append(expression.desc() if descending else expression.asc())
+            else:
+                terms.append(term)
+        requested = {term.lstrip("-") for term in ordering}
+        default = queryset.query.order_by or queryset.model._meta.ordering
+        tiebreak = [term for term in default if isinstance(term, str) and term.lstrip("-") not in requested]
+        return queryset.order_by(*terms, *tiebreak)

@@ -18,7 +18,7 @@ from rules.api.serializers import (
     RuleSerializer,
 )
 from rules.filtersets import EventFilterSet, NotificationFilterSet, RuleFilterSet
-from rules.models import Notification, NotificationChannel
+from rules.models import Notification, NotificationChannel, severity_rank
 
 
 class NotificationChannelViewSet(viewsets.ModelViewSet):
@@ -53,6 +53,7 @@ class RuleViewSet(viewsets.ModelViewSet):
     filterset_class = RuleFilterSet
     search_fields = ["name", "description", "metric"]
     ordering_fields = ["name", "severity", "metric", "created_at", "updated_at"]
+    ordering_expressions = {"severity": severity_rank()}
 
 
 class EventViewSet(viewsets.ReadOnlyModelViewSet):
@@ -63,6 +64,7 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet):
     permission_classes = [model_permission("rules.event")]
     filterset_class = EventFilterSet
     ordering_fields = ["triggered_at", "last_triggered_at", "occurrence_count", "severity"]
+    ordering_expressions = {"severity": severity_rank()}  # critical > warning > info, not alphabetical
 
 
 class _EventTransitionApi(APIView):

@@ -35,7 +35,7 @@ class DeviceTypeSerializer(StrictModelSerializer):
 
     class Meta:
         model = DeviceType
-        fields = ["id", "name", "description", "metrics", "created_at", "updated_at"]
+        fields = ["id", "name", "description", "metrics", "expected_interval_seconds", "created_at", "updated_at"]
 
     def validate_metrics(self, metrics):
         seen = set()

@@ -142,6 +142,31 @@ def test_events_list_newest_first_with_filters(viewer_client):
     assert body["trigger_values"] == {"metric": "humidity", "value": 99, "operator": "gt", "threshold": 30}
 
 
+def test_events_order_by_severity_rank_not_alphabetically(viewer_client):
+    device = DeviceFactory()
+    info = fire(device, 0, rule_name="door", metric="door", severity="info")
+    critical = fire(device, 60, rule_name="boiler", metric="boiler", severity="critical")
+    warning = fire(device, 120, rule_name="humid", metric="humid", severity="warning")
+    older_warning = fire(DeviceFactory(), 30, rule_name="humid")
+
+    def ids(ordering):
+        response = viewer_client.get("/api/v1/events/", {"ordering": ordering})
+        assert response.status_code == 200, response.content
+        return [event["id"] for event in response.json()["results"]]
+
+    # Equal severities keep the list's own order: newest first.
+    assert ids("-severity") == [critical.pk, warning.pk, older_warning.pk, info.pk]
+    assert ids("severity") == [info.pk, warning.pk, older_warning.pk, critical.pk]
+    assert ids("-severity,triggered_at") == [critical.pk, older_warning.pk, warning.pk, info.pk]
+
+
+def test_rules_order_by_severity_rank(viewer_client):
+    for name, severity in [("a", "warning"), ("b", "critical"), ("c", "info")]:
+        RuleFactory(name=name, severity=severity)
+    names = [rule["name"] for rule in viewer_client.get("/api/v1/rules/?ordering=-severity").json()["results"]]
+    assert names == ["b", "a", "c"]
+
+
 def test_invalid_event_filters_are_400_problems(viewer_client):
     body = assert_problem(viewer_client.get("/api/v1/events/?status=closed&start=yesterday"), 400)
     assert sorted(error["parameter"] for error in body["errors"]) == ["start", "status"]

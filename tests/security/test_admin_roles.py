@@ -8,6 +8,7 @@ import re
 from datetime import UTC, datetime
 
 import pytest
+from django.contrib.admin.models import LogEntry
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from iothub.access import MODEL_ACCESS
@@ -199,6 +200,58 @@ def test_events_are_never_deleted_in_admin(admin_as, world, role):
     assert client.post(url, {"post": "yes"}, **HTTPS).status_code == 403
     act_on_events(client, "delete_selected", [world.open_event])
     assert Event.objects.filter(pk=world.open_event.pk).exists()
+
+
+@pytest.mark.parametrize(
+    ("role", "buttons"),
+    [("viewer", set()), ("operator", {"Acknowledge", "Resolve"}), ("admin", {"Acknowledge", "Resolve"})],
+)
+def test_event_page_buttons_each_role_is_offered(admin_as, world, role, buttons):
+    html = admin_as(role).get(f"/admin/rules/event/{world.open_event.pk}/change/", **HTTPS).content.decode()
+    assert set(re.findall(r'formaction="[^"]+" name="transition" value="\w+">(\w+)</button>', html)) == buttons
+    assert ('name="note"' in html) == bool(buttons)
+    assert "/delete/" not in html  # no role deletes events
+
+
+def test_an_operator_acknowledges_and_resolves_from_the_event_page(admin_as, world):
+    client = admin_as("operator")
+    event = world.open_event
+    client.post(f"/admin/rules/event/{event.pk}/acknowledge/", {"note": "technician on the way"}, **HTTPS)
+    client.post(f"/admin/rules/event/{event.pk}/resolve/", {"note": "valve replaced"}, **HTTPS)
+    event.refresh_from_db()
+    assert (event.status, event.acknowledged_note, event.resolved_note, event.resolved_by) == (
+        EventStatus.RESOLVED,
+        "technician on the way",
+        "valve replaced",
+        world.users["operator"],
+    )
+    entries = LogEntry.objects.filter(object_id=str(event.pk), content_type__model="event").order_by("id")
+    assert [(entry.user.role, entry.get_change_message()) for entry in entries] == [
+        ("operator", "Acknowledged with the note: technician on the way."),
+        ("operator", "Resolved with the note: valve replaced."),
+    ]
+    history = client.get(f"/admin/rules/event/{event.pk}/history/", **HTTPS).content.decode()
+    assert "Resolved with the note: valve replaced." in history
+
+
+def test_a_viewer_cannot_use_the_event_page_buttons(admin_as, world):
+    client = admin_as("viewer")
+    for action in ("acknowledge", "resolve"):
+        url = f"/admin/rules/event/{world.open_event.pk}/{action}/"
+        assert client.post(url, {"note": "sneaky"}, **HTTPS).status_code == 403
+    assert Event.objects.get(pk=world.open_event.pk).status == EventStatus.OPEN
+    assert not LogEntry.objects.exists()
+
+
+@pytest.mark.parametrize("role", EVERY_ROLE)
+def test_every_role_sees_a_devices_state_values_charts_and_events(admin_as, world, role):
+    url = f"/admin/telemetry/device/{world.device.pk}/change/?window=1h"
+    html = admin_as(role).get(url, **HTTPS).content.decode()
+    assert 'data-state="unknown"' in html  # its type sets no expected interval
+    assert '<td class="iothub-value">20 °C</td>' in html  # the newest of its readings, with the declared unit
+    assert 'data-metric="temperature" data-points="15"' in html  # a reading a minute for 15 minutes
+    assert f"?device__id__exact={world.device.pk}" in html
+    assert is_editable(html, "name") == (role != "viewer")
 
 
 def device_form(world, **fields):

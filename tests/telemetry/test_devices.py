@@ -4,6 +4,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import IntegrityError, transaction
 
 from telemetry.models import Device, DeviceStatus, DeviceType, Telemetry
 from tests.conftest import assert_problem
@@ -76,6 +77,21 @@ def test_a_declared_metric_without_a_name_is_a_problem_in_every_write(admin_clie
     assert list(DeviceType.objects.values_list("name", "metrics")) == [("meter", [{"name": "kwh"}])]
 
 
+def test_a_device_type_states_how_often_its_devices_send(admin_client):
+    created = admin_client.post(TYPES_URL, {"name": "relay", "expected_interval_seconds": 300})
+    assert created.status_code == 201, created.content
+    assert created.json()["expected_interval_seconds"] == 300
+    url = f"{TYPES_URL}{created.json()['id']}/"
+    assert admin_client.patch(url, {"expected_interval_seconds": None}).json()["expected_interval_seconds"] is None
+    assert admin_client.post(TYPES_URL, {"name": "plain"}).json()["expected_interval_seconds"] is None
+
+
+def test_the_database_refuses_a_non_positive_expected_interval():
+    device_type = DeviceTypeFactory()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        DeviceType.objects.filter(pk=device_type.pk).update(expected_interval_seconds=0)
+
+
 def test_declared_metrics_are_optional(admin_client):
     created = admin_client.post(TYPES_URL, {"name": "relay"})
     assert created.status_code == 201, created.content
@@ -125,6 +141,9 @@ def test_anonymous_callers_are_refused(api_client):
         ({"metrics": [{"name": "a"}, {"name": "b"}, {"name": "a"}]}, "/metrics/2/name", "invalid"),
         ({"metrics": ["volt"]}, "/metrics/0", "invalid"),
         ({"colour": "red"}, "/colour", "unknown_field"),
+        ({"expected_interval_seconds": 0}, "/expected_interval_seconds", "invalid"),
+        ({"expected_interval_seconds": "often"}, "/expected_interval_seconds", "invalid"),
+        ({"expected_interval_seconds": 2**31}, "/expected_interval_seconds", "invalid"),  # beyond the integer column
     ],
 )
 def test_invalid_device_type_writes_are_problems_and_change_nothing(admin_client, change, pointer, code):
