@@ -19,7 +19,10 @@ CATEGORIES = [
     # CONN_HEALTH_CHECKS: Django's SELECT 1 before the first query of each request on a reused connection.
     ("database: connection health check (is_usable)", lambda f: "is_usable (" in f),
     ("database: ingest INSERT (telemetry.ingest.statement)", lambda f: "ingest/statement.py" in f),
-    ("database: device lookup (telemetry.ingest.services)", lambda f: "_device_statuses (" in f),
+    (
+        "database: device lookup (telemetry.ingest.services)",
+        lambda f: "_DeviceLookup" in f or "__call__ (telemetry/ingest/services.py" in f,
+    ),
     ("database: other queries", lambda f: "django/db/" in f),
     ("validation (telemetry/ingest/validation.py)", lambda f: "telemetry/ingest/validation.py" in f),
     ("JSON parsing of the body", lambda f: "parsers.py" in f or "json" in f.split(" (")[0]),

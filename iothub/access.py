@@ -27,6 +27,9 @@ MODEL_ACCESS = {
     "iothub.logincounter": ModelAccess(read=ADMINS, write=ADMINS, write_actions=frozenset({"delete"})),
     "telemetry.devicetype": ModelAccess(read=EVERYONE, write=ADMINS),
     "telemetry.device": ModelAccess(read=EVERYONE, write=OPERATORS),
+    # Device keys: whoever manages devices manages their keys (a key can stop a device's ingest, as its status
+    # can). Viewers don't see them; nobody sees a key itself after its creation or rotation.
+    "telemetry.ingestkey": ModelAccess(read=OPERATORS, write=OPERATORS),
     "rules.rule": ModelAccess(read=EVERYONE, write=ADMINS),
     "rules.rulechannel": ModelAccess(read=EVERYONE, write=ADMINS),  # a rule's channels: part of the rule
     # Raised by the rule trigger, never added or deleted by hand: "change" is acknowledge and resolve.

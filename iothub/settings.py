@@ -230,6 +230,15 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {
+            "deviceKey": {
+                "type": "http",
+                "scheme": "Device",
+                "description": "A device key (telemetry ingest only): `Authorization: Device <key>`.",
+            }
+        }
+    },
 }
 
 # Brute-force protection of every login path (Admin, auth/token/, auth/token/refresh/); see docs/reliability.md.
@@ -252,6 +261,14 @@ TELEMETRY_RETENTION_DAYS = env.int("TELEMETRY_RETENTION_DAYS", default=90)
 TELEMETRY_COMPRESS_AFTER_DAYS = env.int("TELEMETRY_COMPRESS_AFTER_DAYS", default=7)
 # How long the hourly and daily aggregates outlive the raw readings; the 1-minute one follows raw retention.
 TELEMETRY_AGGREGATE_RETENTION_DAYS = env.int("TELEMETRY_AGGREGATE_RETENTION_DAYS", default=730)
+
+# Ingest access; see docs/operations.md ("Device keys and ingest limits").
+# Device keys are stored as HMAC-SHA256 keyed with this secret (default: the Django secret key); changing it
+# invalidates every device key.
+DEVICE_KEY_SECRET = _required("DEVICE_KEY_SECRET", default=SECRET_KEY)
+# Ingest requests per device: (N, seconds) from N/period, counted per device in fixed windows shared by every web
+# worker (a batch counts once for each device it holds). Devices send about one reading a second.
+INGEST_DEVICE_RATE = _rate("INGEST_DEVICE_RATE", default="10/s")
 
 # Notification delivery; see docs/rules.md.
 NOTIFICATION_MAX_ATTEMPTS = env.int("NOTIFICATION_MAX_ATTEMPTS", default=5)

@@ -3,8 +3,10 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.widgets import FilteredSelectMultiple
 from django.contrib.humanize.templatetags.humanize import naturaltime
 from django.db.models import Count
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -15,7 +17,8 @@ from rules.admin import open_event_count, open_events_link
 from rules.selectors import rules_watching
 from telemetry.api.serializers import DeviceTypeSerializer
 from telemetry.charts import CHART_WINDOWS, DEFAULT_CHART_WINDOW, device_series, duration_label, metric_chart
-from telemetry.models import OFFLINE_AFTER_INTERVALS, Device, DeviceType
+from telemetry.ingest.keys import ingest_key_assign, ingest_key_generate, ingest_key_hash, ingest_key_rotate
+from telemetry.models import OFFLINE_AFTER_INTERVALS, Device, DeviceType, IngestKey
 from telemetry.selectors import device_list, telemetry_latest
 
 
@@ -90,6 +93,7 @@ class DeviceAdmin(admin.ModelAdmin):
         "status",
         "device_type",
         "metadata",
+        "ingest_key",
         "created_at",
         "updated_at",
     ]
@@ -195,3 +199,73 @@ def _value(value):
     if isinstance(value, (dict, list, bool)) or value is None:
         return json.dumps(value)
     return str(value)
+
+
+class IngestKeyForm(forms.ModelForm):
+    devices = forms.ModelMultipleChoiceField(
+        Device.objects.all(),
+        required=False,
+        widget=FilteredSelectMultiple("devices", is_stacked=False),
+        help_text="A device moves here from its previous key; one left out returns to open ingest.",
+    )
+
+    class Meta:
+        model = IngestKey
+        fields = ["name"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["devices"].initial = self.instance.devices.all()
+
+
+@admin.register(IngestKey)
+class IngestKeyAdmin(admin.ModelAdmin):
+    """Device keys. The key itself appears once, on the page that follows its creation or rotation (not in a
+    message: messages travel in a cookie or the session); deleting a key revokes it."""
+
+    form = IngestKeyForm
+    list_display = ["name", "device_count", "created_at", "rotated_at", "refusals", "last_refused_at"]
+    search_fields = ["name"]
+    readonly_fields = ["created_at", "rotated_at", "refusals", "last_refused_at"]
+    actions = ["rotate"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(device_count=Count("devices"))
+
+    def get_fields(self, request, obj=None):
+        return ["name", "devices", *(self.readonly_fields if obj else [])]
+
+    @admin.display(description="devices", ordering="device_count")
+    def device_count(self, obj):
+        return obj.device_count
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            request.ingest_key_shown = ingest_key_generate()
+            obj.key_hash = ingest_key_hash(request.ingest_key_shown)
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        ingest_key_assign(ingest_key=form.instance, devices=form.cleaned_data["devices"])
+
+    def response_add(self, request, obj, post_url_continue=None):
+        return self._keys_shown(request, [(obj, request.ingest_key_shown)])
+
+    @admin.action(description="Rotate the selected device keys (the old keys stop working)", permissions=["change"])
+    def rotate(self, request, queryset):
+        keys = [(ingest_key, ingest_key_rotate(ingest_key=ingest_key)) for ingest_key in queryset]
+        return self._keys_shown(request, keys)
+
+    def _keys_shown(self, request, keys):
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Device keys",
+            "opts": self.opts,
+            "keys": keys,
+            "back_url": reverse("admin:telemetry_ingestkey_changelist"),
+        }
+        response = TemplateResponse(request, "admin/telemetry/ingestkey/keys_shown.html", context)
+        response.headers["Cache-Control"] = "no-store"
+        return response

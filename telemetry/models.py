@@ -68,6 +68,40 @@ INGESTING_STATUSES = (DeviceStatus.ACTIVE, DeviceStatus.MAINTENANCE)
 UNEVALUATED_STATUSES = (DeviceStatus.MAINTENANCE,)
 
 
+class IngestKey(models.Model):
+    """A device key: the devices pointing at it only accept readings whose request carries it
+    (``Authorization: Device <key>``). Several devices may share one, e.g. the devices behind one gateway.
+
+    Only a keyed hash of the key is stored (telemetry.ingest.keys): the key itself is shown once, when the key is
+    created or rotated. Deleting a key revokes it: its devices return to open ingest.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    key_hash = models.BinaryField(unique=True, editable=False)
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
+    rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Ingest requests refused because they lacked this key for one of its devices (401s), and the latest one.
+    refusals = models.BigIntegerField(db_default=0, default=0, editable=False)
+    last_refused_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        db_table = "ingest_keys"
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.lookups.Exact(
+                    models.Func(models.F("key_hash"), function="octet_length", output_field=models.IntegerField()),
+                    32,
+                ),
+                name="ingest_keys_key_hash_sha256",
+            ),
+            models.CheckConstraint(condition=models.Q(refusals__gte=0), name="ingest_keys_refusals_not_negative"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+
 class Device(models.Model):
     id = models.UUIDField(
         primary_key=True,
@@ -80,6 +114,8 @@ class Device(models.Model):
     status = models.CharField(max_length=16, choices=DeviceStatus.choices, default=DeviceStatus.ACTIVE)
     device_type = models.ForeignKey(DeviceType, on_delete=models.PROTECT, related_name="devices")
     metadata = models.JSONField(default=dict, blank=True)
+    # None: open ingest, anyone may send its readings (the default).
+    ingest_key = models.ForeignKey(IngestKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="devices")
     created_at = models.DateTimeField(db_default=Now(), editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -93,6 +129,27 @@ class Device(models.Model):
 
     def __str__(self):
         return f"{self.name} ({self.serial_number})"
+
+
+class IngestRequestCount(models.Model):
+    """The ingest requests of one device in its current rate window (INGEST_DEVICE_RATE), written only by the
+    ingest statement (telemetry.ingest.services). UNLOGGED, its foreign key ON DELETE CASCADE, declared in SQL:
+    sql/history/telemetry/0018_ingest_keys_and_rates.sql."""
+
+    device = models.OneToOneField(
+        Device, primary_key=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    window_start = models.DateTimeField()
+    requests = models.IntegerField()
+
+    class Meta:
+        db_table = "ingest_request_counts"
+        constraints = [
+            models.CheckConstraint(condition=models.Q(requests__gt=0), name="ingest_request_counts_positive"),
+        ]
+
+    def __str__(self):
+        return f"{self.device_id}: {self.requests} since {self.window_start.isoformat()}"
 
 
 class Telemetry(models.Model):

@@ -10,7 +10,7 @@ from rest_framework.fields import empty
 from iothub.api.formats import UTC_TIME
 from iothub.api.serializers import StrictFieldsMixin, StrictModelSerializer
 from telemetry.buckets import aggregate_buckets
-from telemetry.models import METRIC_NAME_REGEX, Device, DeviceType
+from telemetry.models import METRIC_NAME_REGEX, Device, DeviceType, IngestKey
 
 
 class RequiredEvenInPatch(serializers.RegexField):
@@ -75,6 +75,38 @@ class DeviceSerializer(StrictModelSerializer):
         if _contains_nul(metadata):  # jsonb can't store it: a database error otherwise
             raise serializers.ValidationError("Keys and strings may not contain U+0000.", code="null_characters")
         return metadata
+
+
+class IngestKeySerializer(StrictModelSerializer):
+    """A device key's record: never the key, which only its holder has (it is shown once, see
+    IngestKeySecretSerializer), nor its hash."""
+
+    devices = serializers.PrimaryKeyRelatedField(
+        many=True,
+        queryset=Device.objects.all(),
+        required=False,
+        help_text="The devices that only accept readings carrying this key. A device moves here from its previous "
+        "key; one left out returns to open ingest.",
+    )
+
+    class Meta:
+        model = IngestKey
+        fields = ["id", "name", "devices", "created_at", "rotated_at", "refusals", "last_refused_at"]
+        extra_kwargs = {
+            "refusals": {"help_text": "Ingest requests refused (401) because they lacked this key for its devices."}
+        }
+
+
+class IngestKeySecretSerializer(IngestKeySerializer):
+    """The answer of a creation or a rotation: the record and the key itself, shown this once."""
+
+    key = serializers.CharField(
+        read_only=True,
+        help_text="The device key, shown only in this response: send it as `Authorization: Device <key>`.",
+    )
+
+    class Meta(IngestKeySerializer.Meta):
+        fields = [*IngestKeySerializer.Meta.fields, "key"]
 
 
 def _contains_nul(value):

@@ -9,6 +9,7 @@ app_name = "telemetry-api"
 router = SimpleRouter()
 router.register("device-types", views.DeviceTypeViewSet)
 router.register("devices", views.DeviceViewSet, basename="device")
+router.register("ingest-keys", views.IngestKeyViewSet)
 
 urlpatterns = [
     path("telemetry/ingest/", TelemetryIngestApi.as_view(), name="telemetry-ingest"),
@@ -23,5 +24,6 @@ urlpatterns = [
         views.DeviceTelemetryAggregateApi.as_view(),
         name="device-telemetry-aggregate",
     ),
+    path("ingest-keys/<int:pk>/rotate/", views.IngestKeyRotateApi.as_view(), name="ingestkey-rotate"),
     *router.urls,
 ]

@@ -3,10 +3,11 @@
 from datetime import datetime
 
 import orjson
+from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
-from rest_framework import exceptions, filters, viewsets
+from rest_framework import exceptions, filters, status, viewsets
 from rest_framework.pagination import CursorPagination
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -20,6 +21,8 @@ from iothub.api.permissions import AnyRole, model_permission
 from telemetry.api.serializers import (
     DeviceSerializer,
     DeviceTypeSerializer,
+    IngestKeySecretSerializer,
+    IngestKeySerializer,
     TelemetryAggregateQuerySerializer,
     TelemetryAggregateSerializer,
     TelemetryLatestSerializer,
@@ -28,7 +31,8 @@ from telemetry.api.serializers import (
     TelemetryReadingSerializer,
 )
 from telemetry.filtersets import DeviceFilterSet
-from telemetry.models import Device, DeviceType
+from telemetry.ingest.keys import ingest_key_assign, ingest_key_create, ingest_key_revoke, ingest_key_rotate
+from telemetry.models import Device, DeviceType, IngestKey
 from telemetry.selectors import device_list, telemetry_aggregate, telemetry_latest, telemetry_readings
 
 
@@ -40,6 +44,50 @@ class DeviceTypeViewSet(viewsets.ModelViewSet):
     permission_classes = [model_permission("telemetry.devicetype")]
     search_fields = ["name"]
     ordering_fields = ["name", "created_at"]
+
+
+class IngestKeyViewSet(viewsets.ModelViewSet):
+    """Device keys: admins and operators manage them, viewers don't see them. The key itself is in the answer of
+    the creation (and of a rotation) only. Deleting a key revokes it: its devices return to open ingest."""
+
+    queryset = IngestKey.objects.prefetch_related(Prefetch("devices", queryset=Device.objects.only("id")))
+    serializer_class = IngestKeySerializer
+    permission_classes = [model_permission("telemetry.ingestkey")]
+    search_fields = ["name"]
+    ordering_fields = ["name", "created_at", "rotated_at", "refusals", "last_refused_at"]
+
+    @extend_schema(responses={201: IngestKeySecretSerializer})
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        ingest_key, key = ingest_key_create(**serializer.validated_data)
+        return Response(_with_key(ingest_key, key), status=status.HTTP_201_CREATED)
+
+    def perform_update(self, serializer):
+        devices = serializer.validated_data.pop("devices", None)
+        ingest_key = serializer.save()
+        if devices is not None:
+            ingest_key_assign(ingest_key=ingest_key, devices=devices)
+        serializer.instance = self.get_queryset().get(pk=ingest_key.pk)  # the devices as they are now
+
+    def perform_destroy(self, instance):
+        ingest_key_revoke(ingest_key=instance)
+
+
+class IngestKeyRotateApi(APIView):
+    """POST: a new key for the same devices, shown once; the old key stops working at once."""
+
+    permission_classes = [model_permission("telemetry.ingestkey")]
+
+    @extend_schema(request=None, responses={200: IngestKeySecretSerializer})
+    def post(self, request, pk):
+        ingest_key = get_object_or_404(IngestKey, pk=pk)
+        key = ingest_key_rotate(ingest_key=ingest_key)
+        return Response(_with_key(IngestKeyViewSet.queryset.get(pk=pk), key))
+
+
+def _with_key(ingest_key, key):
+    return {**IngestKeySerializer(ingest_key).data, "key": key}
 
 
 class DeviceViewSet(viewsets.ModelViewSet):

@@ -16,12 +16,19 @@ from rest_framework.views import APIView
 from iothub.api.exceptions import ServiceUnavailable
 from iothub.api.parsers import parse_json, read_body
 from iothub.api.problems import problem_response
-from telemetry.ingest.services import InvalidReadings, reading_ingest
+from iothub.client_address import client_address
+from telemetry.ingest.keys import CHALLENGE, presented_key
+from telemetry.ingest.services import InvalidReadings, KeyRefused, RateLimited, reading_ingest
 from telemetry.ingest.validation import MAX_BATCH
 
 logger = logging.getLogger(__name__)
 
 _JSON = "application/json"
+KEY_REFUSED = (
+    "A device of this request has a device key, and the request does not carry it: send it as "
+    "`Authorization: Device <key>`."
+)
+KEY_CHALLENGE = {"WWW-Authenticate": CHALLENGE}
 
 _READING_SCHEMA = {
     "type": "object",
@@ -71,11 +78,20 @@ def telemetry_ingest(request):
     except exceptions.APIException as exc:  # 400 parse_error, 413, 415: DRF's exceptions, as its parser raised them
         return problem_response(exc.status_code, code=str(exc.detail.code), detail=str(exc.detail))
     try:
-        accepted, duplicates = reading_ingest(payload=payload)
+        accepted, duplicates = reading_ingest(payload=payload, key=presented_key(request))
+    except KeyRefused as exc:
+        # The devices and the caller's address, never the key: operators find a misconfigured device or gateway.
+        logger.warning(
+            "ingest refused: no valid device key for %s from %s", ", ".join(exc.devices), client_address(request)
+        )
+        return problem_response(401, code="device_key_invalid", detail=KEY_REFUSED, headers=KEY_CHALLENGE)
     except InvalidReadings as exc:
         errors = exc.errors
         detail = errors[0]["detail"] if len(errors) == 1 else f"{len(errors)} problems in the request; see errors."
         return problem_response(400, code="invalid", detail=detail, errors=errors)
+    except RateLimited as exc:
+        detail = f"Too many ingest requests for device {', '.join(exc.devices)}; retry in {exc.retry_after} s."
+        return problem_response(429, code="throttled", detail=detail, headers={"Retry-After": str(exc.retry_after)})
     except (OperationalError, InterfaceError) as exc:
         logger.warning("database unavailable: %s", exc)
         return problem_response(503, code="database_unavailable", detail=ServiceUnavailable.default_detail)
@@ -98,7 +114,8 @@ def _ingest_payload(request):
 
 
 class TelemetryIngestApi(APIView):
-    """Devices post readings here. No authentication: an Authorization header, valid or not, is ignored.
+    """Devices post readings here. No user authentication (a JWT is ignored); a device that has a device key only
+    accepts readings whose request carries it (``Authorization: Device <key>``, telemetry.ingest.keys).
 
     POSTs are served by telemetry_ingest above, called by telemetry.ingest.middleware.IngestFastPathMiddleware
     before the request reaches this class; this class routes the URL, answers the other methods (405 problems)
@@ -114,7 +131,14 @@ class TelemetryIngestApi(APIView):
         description="One reading or an array of 1 to 1,000. A batch is all-or-nothing: one bad reading refuses it "
         "with every problem listed, each with a JSON pointer (`/3/timestamp`). A reading with the device and "
         "timestamp of a stored one, or of an earlier one in the batch, is a duplicate: counted, not stored again. "
-        "The 201 is sent after COMMIT. Body at most 1 MiB.",
+        "The 201 is sent after COMMIT. Body at most 1 MiB.\n\n"
+        "No user authentication. A device given a device key (`ingest-keys/`) only accepts readings whose request "
+        "carries it: `Authorization: Device <key>`; a batch must carry the key of every keyed device in it (a "
+        "gateway key shared by its devices does). Devices without a key accept readings without one.\n\n"
+        "Each device accepts a limited number of requests per window (`INGEST_DEVICE_RATE`, default 10 per "
+        "second; a batch counts once for each device it holds); beyond it, a 429 with `Retry-After`. Refused "
+        "requests count nothing.",
+        auth=[{"deviceKey": []}, {}],
         request={
             "application/json": {
                 "oneOf": [
@@ -133,6 +157,14 @@ class TelemetryIngestApi(APIView):
                 description="Stored and committed.",
             ),
             400: OpenApiResponse(description="Malformed JSON (`parse_error`) or invalid readings (`invalid`)."),
+            401: OpenApiResponse(
+                description="A keyed device of the body was not given its key (`device_key_invalid`), whatever "
+                "else is wrong with the body; nothing is stored. `WWW-Authenticate: Device`."
+            ),
+            429: OpenApiResponse(
+                description="A device of the body is over its request rate (`throttled`), or the proxy's ceiling "
+                "per client address was reached; nothing is stored. Retry after `Retry-After` seconds."
+            ),
             413: OpenApiResponse(description="The body exceeds 1 MiB."),
             415: OpenApiResponse(description="The body is not `application/json`."),
         },

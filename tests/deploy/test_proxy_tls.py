@@ -4,11 +4,14 @@ front of gunicorn serving the app on the test database, spoken to over real TLS.
 import http.client
 import json
 import os
+import re
 import ssl
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import pytest
@@ -16,8 +19,14 @@ from django.db import connection
 
 from bench.nginx import NGINX, ROOT, write_config
 from bench.stack import free_port, port_open
+from telemetry.ingest.keys import ingest_key_create
+from tests.factories import DeviceFactory
 
 INGEST = "/api/v1/telemetry/ingest/"
+# The ingest ceiling per client address that docker-compose.yml gives nginx when nothing is set.
+COMPOSE_INGEST_CEILING = dict(
+    re.findall(r"(NGINX_INGEST_(?:RATE|BURST)): \$\{\w+:-([^}]+)\}", (ROOT / "docker-compose.yml").read_text())
+)
 PROBLEM_MEMBERS = {"type", "title", "status", "detail", "code", "errors"}
 
 pytestmark = [
@@ -120,6 +129,7 @@ def gunicorn(django_db_setup, tmp_path_factory):
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "DJANGO_DEBUG": "0",
         "AUTH_THROTTLE_RATE": "3/min",
+        "INGEST_DEVICE_RATE": "3/min",  # only test_a_device_over_its_rate_* sends readings that count
     }
     with log.open("w") as output:
         process = subprocess.Popen(
@@ -148,8 +158,7 @@ def start_proxy(gunicorn, certificate, tmp_path):
             "NGINX_HTTPS_PORT": f"127.0.0.1:{https_port}",
             "NGINX_HTTPS_PORT_SUFFIX": f":{https_port}",
             "NGINX_UPSTREAM": f"127.0.0.1:{gunicorn}",
-            "NGINX_INGEST_RATE": "100r/s",
-            "NGINX_INGEST_BURST": "200",
+            **COMPOSE_INGEST_CEILING,
             "NGINX_INGEST_RATE_LIMIT": "on",
             "NGINX_CERT_DIR": str(certificate),
             **overrides,
@@ -300,6 +309,74 @@ def test_ingest_rate_limit_answers_429_problems(start_proxy, tls):
 def test_ingest_rate_limit_can_be_switched_off(start_proxy, tls):
     _, https_port = start_proxy(NGINX_INGEST_RATE="1r/s", NGINX_INGEST_BURST="1", NGINX_INGEST_RATE_LIMIT="off")
     assert all(response.status != 429 for response in _ingest_burst(https_port, tls))
+
+
+def _gateway_burst(https_port, tls, *, clients=8, each=150):
+    """What a gateway sends when its devices report at once: ``clients`` keep-alive connections from one address,
+    ``each`` requests apiece, as fast as they go. The statuses."""
+
+    def client(_):
+        connection = http.client.HTTPSConnection("127.0.0.1", https_port, timeout=30, context=tls)
+        try:
+            statuses = []
+            for _ in range(each):
+                connection.request("POST", INGEST, body=b"[]", headers={"Content-Type": "application/json"})
+                response = connection.getresponse()
+                response.read()
+                statuses.append(response.status)
+            return statuses
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        return [status for statuses in pool.map(client, range(clients)) for status in statuses]
+
+
+def test_the_default_ingest_ceiling_lets_a_gateway_through(start_proxy, tls):
+    """The proxy's ceiling per client address is above a whole fleet behind one gateway (100 devices at their own
+    limit of 10 requests a second): 1,200 requests at once from one address all reach the app (which answers 400
+    to these bodies), where the former 100 r/s (burst 200) refused most of them."""
+    assert COMPOSE_INGEST_CEILING == {"NGINX_INGEST_RATE": "1000r/s", "NGINX_INGEST_BURST": "2000"}
+    _, https_port = start_proxy()
+    assert 429 not in _gateway_burst(https_port, tls)
+    _, former_port = start_proxy(NGINX_INGEST_RATE="100r/s", NGINX_INGEST_BURST="200")
+    assert 429 in _gateway_burst(former_port, tls)
+
+
+def test_a_device_over_its_rate_gets_the_apps_429_through_the_proxy(start_proxy, tls):
+    """The per-device limit lives in the app (nginx cannot read the body); its 429 passes the proxy as it is."""
+    _, https_port = start_proxy()
+    device, other = DeviceFactory(), DeviceFactory()
+    now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+
+    def send(target, index):
+        timestamp = (now - timedelta(seconds=index)).isoformat().replace("+00:00", "Z")
+        body = json.dumps({"device_id": str(target.pk), "timestamp": timestamp, "metrics": {"t": index}})
+        return request(https_port, "POST", INGEST, tls=tls, body=body, headers={"Content-Type": "application/json"})
+
+    assert [send(device, index).status for index in range(3)] == [201, 201, 201]  # INGEST_DEVICE_RATE=3/min
+    limited = send(device, 3)
+    body = assert_problem(limited, 429)
+    assert body["code"] == "throttled"
+    assert str(device.pk) in body["detail"]  # the app's problem, not the proxy's
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    assert send(other, 0).status == 201
+
+
+def test_a_keyed_device_through_the_proxy(start_proxy, tls):
+    _, https_port = start_proxy()
+    device = DeviceFactory()
+    _, key = ingest_key_create(name="gateway", devices=[device])
+    timestamp = (datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)).isoformat().replace("+00:00", "Z")
+    body = json.dumps({"device_id": str(device.pk), "timestamp": timestamp, "metrics": {"t": 1}})
+    headers = {"Content-Type": "application/json"}
+    refused = request(https_port, "POST", INGEST, tls=tls, body=body, headers=headers)
+    assert_problem(refused, 401)
+    assert refused.headers["WWW-Authenticate"] == 'Device realm="telemetry ingest"'
+    accepted = request(
+        https_port, "POST", INGEST, tls=tls, body=body, headers={**headers, "Authorization": f"Device {key}"}
+    )
+    assert accepted.status == 201, accepted.body
 
 
 def test_unreachable_application_is_a_502_problem(start_proxy, tls):

@@ -7,7 +7,8 @@ import pytest
 
 from iothub.models import Role, User
 from rules.models import Event, EventStatus, Notification, NotificationChannel, Rule
-from telemetry.models import Device, DeviceType
+from telemetry.ingest.keys import ingest_key_create
+from telemetry.models import Device, DeviceType, IngestKey
 from tests.factories import (
     DeviceFactory,
     DeviceTypeFactory,
@@ -32,6 +33,7 @@ class World:
     open_event: Event
     acknowledged_event: Event
     notification: Notification
+    ingest_key: IngestKey  # of the spare device: the readings the matrix sends are the other device's
 
 
 def build_world():
@@ -63,6 +65,7 @@ def build_world():
         open_event=open_event,
         acknowledged_event=acknowledged_event,
         notification=Notification.objects.filter(event=open_event).first(),
+        ingest_key=ingest_key_create(name="gateway", devices=[spare_device])[0],
     )
 
 

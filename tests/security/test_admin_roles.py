@@ -34,16 +34,23 @@ SHARED_MODELS = {
 # Index page: the models each role sees, and those it may add.
 SEEN = {
     "viewer": SHARED_MODELS,
-    "operator": SHARED_MODELS,
+    "operator": SHARED_MODELS | {"telemetry.ingestkey"},
     "admin": SHARED_MODELS
-    | {"iothub.user", "iothub.logincounter", "token_blacklist.outstandingtoken", "token_blacklist.blacklistedtoken"},
+    | {
+        "telemetry.ingestkey",
+        "iothub.user",
+        "iothub.logincounter",
+        "token_blacklist.outstandingtoken",
+        "token_blacklist.blacklistedtoken",
+    },
 }
 ADDABLE = {
     "viewer": set(),
-    "operator": {"telemetry.device"},
+    "operator": {"telemetry.device", "telemetry.ingestkey"},
     "admin": {
         "telemetry.devicetype",
         "telemetry.device",
+        "telemetry.ingestkey",
         "rules.rule",
         "rules.notificationchannel",
         "iothub.user",
@@ -315,6 +322,7 @@ def test_the_api_reads_the_same_table_as_admin():
         "iothub.user",
         "telemetry.devicetype",
         "telemetry.device",
+        "telemetry.ingestkey",
         "rules.rule",
         "rules.event",
         "rules.notificationchannel",

@@ -99,6 +99,14 @@ MATRIX = [
     Row("PUT", "devices/{device}/", 401, 403, 200, 200, _device),
     Row("PATCH", "devices/{device}/", 401, 403, 200, 200, {"location": "roof", "status": "maintenance"}),
     Row("DELETE", "devices/{device}/", 401, 403, 204, 204),
+    # Device keys: operators and admins; viewers don't see them.
+    Row("GET", "ingest-keys/", 401, 403, 200, 200),
+    Row("POST", "ingest-keys/", 401, 403, 201, 201, lambda world: {"name": "new", "devices": [str(world.device.pk)]}),
+    Row("GET", "ingest-keys/{ingest_key}/", 401, 403, 200, 200),
+    Row("PUT", "ingest-keys/{ingest_key}/", 401, 403, 200, 200, {"name": "gateway 2", "devices": []}),
+    Row("PATCH", "ingest-keys/{ingest_key}/", 401, 403, 200, 200, {"name": "gateway 2"}),
+    Row("DELETE", "ingest-keys/{ingest_key}/", 401, 403, 204, 204),
+    Row("POST", "ingest-keys/{ingest_key}/rotate/", 401, 403, 200, 200),
     # Telemetry queries: every role.
     Row("GET", "devices/{device}/telemetry/", 401, 200, 200, 200),
     Row("GET", "devices/{device}/telemetry/latest/", 401, 200, 200, 200),
@@ -135,7 +143,7 @@ MATRIX = [
 
 # Expected status by OpenAPI operation label ("GET /api/v1/devices/{id}/") and role: the fuzzer spends fewer
 # examples where the role is refused before the body is even read.
-SCHEMA_PATH_PARAMETER = re.compile(r"\{(user|device_type|rule|event|channel|notification)\}")
+SCHEMA_PATH_PARAMETER = re.compile(r"\{(user|device_type|rule|event|channel|notification|ingest_key)\}")
 
 
 def operation_label(row):
@@ -166,6 +174,7 @@ def _url(row, world):
         "event": world.open_event.pk,
         "channel": world.spare_channel.pk,
         "notification": world.notification.pk,
+        "ingest_key": world.ingest_key.pk,
     }
     if row.path.startswith("devices/{device}/telemetry"):
         ids["device"] = world.device.pk

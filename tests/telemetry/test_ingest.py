@@ -13,7 +13,7 @@ from django.db import close_old_connections, connection
 from django.test.utils import CaptureQueriesContext
 
 from telemetry import timescale
-from telemetry.ingest.services import INSERT_READINGS, InvalidReadings, reading_ingest
+from telemetry.ingest.services import INSERT_READINGS, InvalidReadings, insert_readings_parameters, reading_ingest
 from telemetry.ingest.validation import MAX_MAGNITUDE
 from telemetry.models import DeviceStatus, Telemetry
 from tests.conftest import assert_problem, connect_separately
@@ -451,12 +451,18 @@ class TestTransport:
         assert response.status_code == 201
         assert response["Content-Type"] == "application/json"
 
-    def test_the_endpoint_is_in_the_openapi_schema_without_authentication(self, api_client):
-        operation = api_client.get("/api/v1/schema/", {"format": "json"}).json()["paths"][URL]["post"]
-        assert operation["security"] == [{}]  # no authentication
+    def test_the_endpoint_is_in_the_openapi_schema_with_an_optional_device_key(self, api_client):
+        document = api_client.get("/api/v1/schema/", {"format": "json"}).json()
+        operation = document["paths"][URL]["post"]
+        assert operation["security"] == [{"deviceKey": []}, {}]  # a device key, or nothing
+        assert document["components"]["securitySchemes"]["deviceKey"] == {
+            "type": "http",
+            "scheme": "Device",
+            "description": "A device key (telemetry ingest only): `Authorization: Device <key>`.",
+        }
         schema = operation["requestBody"]["content"]["application/json"]["schema"]
         assert [alternative["type"] for alternative in schema["oneOf"]] == ["object", "array"]
-        assert set(operation["responses"]) >= {"201", "400", "413", "415"}
+        assert set(operation["responses"]) >= {"201", "400", "401", "413", "415", "429"}
 
 
 @pytest.mark.django_db(transaction=True)
@@ -592,9 +598,10 @@ class TestFastPath:
         # No lookup ahead of the INSERT: the statement refuses the readings itself. (The savepoint around it exists
         # only in the test's transaction; whether this connection still had to prepare it depends on earlier tests.)
         statements = [query["sql"].lstrip() for query in queries if "SAVEPOINT" not in query["sql"]]
-        assert [sql.split("(")[0] for sql in statements if not sql.startswith("PREPARE ")] == [
-            "EXECUTE telemetry_insert_readings ",
-            "SELECT id::text, status FROM devices WHERE id = ANY",
+        assert [" ".join(sql.split("(")[0].split()) for sql in statements if not sql.startswith("PREPARE ")] == [
+            "EXECUTE telemetry_insert_readings",
+            "SELECT d.id::text, d.status, k.id, k.key_hash FROM devices d LEFT JOIN ingest_keys k ON k.id = "
+            "d.ingest_key_id WHERE d.id = ANY",
         ]
         body = assert_refused(response, "/0/device_id", "/1/device_id", code="device_not_ingesting")
         assert "retired" in body["errors"][0]["detail"]
@@ -607,7 +614,10 @@ class TestFastPath:
                 session.autocommit = True
                 with session.cursor() as cursor:
                     # Twice: a second PREPARE of the same name would fail.
-                    assert [INSERT_READINGS.execute(cursor, ["[]"]) for _ in range(2)] == [0, 0]
+                    assert [INSERT_READINGS.execute(cursor, insert_readings_parameters("[]")) for _ in range(2)] == [
+                        0,
+                        0,
+                    ]
                     cursor.execute(
                         "SELECT count(*) FROM pg_prepared_statements WHERE name = %s", [INSERT_READINGS.name]
                     )

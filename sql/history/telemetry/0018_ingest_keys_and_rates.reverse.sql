@@ -1,0 +1,2 @@
+ALTER TABLE ingest_request_counts DROP CONSTRAINT ingest_request_counts_device_id_fkey;
+ALTER TABLE ingest_request_counts SET LOGGED;
