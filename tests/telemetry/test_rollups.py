@@ -175,10 +175,13 @@ def test_readings_above_the_watermark_are_visible_before_any_refresh(device, thr
 def test_late_readings_are_logged_and_correct_after_the_next_refresh(device, three_days):
     refresh()
     now = _now()
+    # Anchored to UTC days, not to now: the log keeps one row per device and day, and two readings 21 hours apart
+    # fall on the same day when the test runs in the first hours of one.
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     other = DeviceFactory()
     late = [
-        (now - timedelta(days=2, seconds=13), {"temp": 1000.0, "hum": -1}),
-        (now - timedelta(days=1, hours=3), {"temp": -1000.0}),
+        (day - timedelta(days=2) + timedelta(hours=12, seconds=13), {"temp": 1000.0, "hum": -1}),
+        (day - timedelta(days=1) + timedelta(hours=12, seconds=7), {"temp": -1000.0}),
     ]
 
     insert_readings(device, late)
