@@ -207,7 +207,7 @@ class Bench:
                             if not queue:
                                 return
                             body = queue.pop()
-                        count = INSERT_READINGS.execute(cursor, [body])
+                        [(count, _merged)] = INSERT_READINGS.execute(cursor, [body])
                         with lock:
                             inserted[0] += count
             except Exception as exc:  # re-raised in the caller's thread

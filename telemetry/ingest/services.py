@@ -1,74 +1,218 @@
 """Ingest's write: ``reading_ingest`` validates a parsed body and stores its readings in one statement."""
 
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import orjson
-from django.db import IntegrityError, connection
+from django.db import DatabaseError, IntegrityError, connection
 
 from telemetry.ingest.statement import PreparedStatement
-from telemetry.ingest.validation import device_problems, validate_readings
+from telemetry.ingest.validation import device_problems, pointer, validate_readings
 from telemetry.models import INGESTING_STATUSES
 
 NOT_NULL_VIOLATION = "23502"
 FOREIGN_KEY_VIOLATION = "23503"
+# Raised by public.telemetry_merge_adds_metrics() (sql/functions/): a metric both readings hold, with other values.
+READING_CONFLICT = "IO003"
 
 # One statement for the whole batch, and the request's only round trip. It also checks the devices: a reading of an
 # unknown device, or of one whose status may not send telemetry, gets a NULL device_id, which the NOT NULL
 # constraint refuses, so the statement fails and nothing of the batch is stored (reading_ingest then looks the
-# devices up to name the readings). Rows skipped by ON CONFLICT are absent from the rule trigger's transition table,
-# so a duplicate fires no rule; the same rows sent twice are stored once, which lets run() retry it. received_at
-# takes its default, now(). Its parameter is the JSON text of an array of {"device_id", "time", "metrics"} objects.
+# devices up to name the readings). A reading meeting the stored one of its device and time merges into it when it
+# adds metrics (telemetry_merge_adds_metrics(); ON CONFLICT DO UPDATE waits for a concurrent writer of the row and
+# then sees its metrics, so concurrent merges lose none), is skipped when it adds none (a duplicate: absent from
+# both rule triggers' transition tables, it fires nothing), and fails the statement when a metric both hold
+# differs. Rows are sent in (device, time) order, so concurrent batches lock shared rows in one order. The same
+# rows sent twice are stored once, which lets run() retry it. received_at takes its default, now(), on insert and
+# keeps it on a merge. Its parameter is the JSON text of an array of {"device_id", "time", "metrics"} objects.
 _INGESTING = ", ".join(f"'{status}'" for status in INGESTING_STATUSES)  # constants: 'active', 'maintenance'
+_STORE = f"""
+    WITH stored AS (
+        INSERT INTO telemetry AS t (device_id, time, metrics)
+        SELECT
+            (SELECT d.id FROM devices d WHERE d.id = r.device_id AND d.status IN ({_INGESTING})),
+            r.time,
+            r.metrics
+        FROM jsonb_to_recordset($1::jsonb) AS r(device_id uuid, time timestamptz, metrics jsonb)
+        ON CONFLICT (device_id, time) DO UPDATE SET metrics = t.metrics || excluded.metrics
+        WHERE public.telemetry_merge_adds_metrics(t.device_id, t.time, t.metrics, excluded.metrics)
+        -- xmax is 0 on a freshly inserted row and the merging transaction's xid on a row ON CONFLICT updated.
+        RETURNING t.device_id, t.time, t.xmax <> 0 AS merged
+    )
+"""
+# Returns one row: (rows inserted, rows merged into).
 INSERT_READINGS = PreparedStatement(
-    "telemetry_insert_readings",
+    "telemetry_store_readings",
     ["jsonb"],
-    f"""
-    INSERT INTO telemetry (device_id, time, metrics)
-    SELECT
-        (SELECT d.id FROM devices d WHERE d.id = r.device_id AND d.status IN ({_INGESTING})),
-        r.time,
-        r.metrics
-    FROM jsonb_to_recordset($1::jsonb) AS r(device_id uuid, time timestamptz, metrics jsonb)
-    ON CONFLICT (device_id, time) DO NOTHING
-""",
+    f"{_STORE} SELECT count(*) FILTER (WHERE NOT merged), count(*) FILTER (WHERE merged) FROM stored",
+)
+# For a batch holding several readings of one device and time: the outcome of each row, (device_id, time, merged);
+# a row absent from the result was a duplicate.
+INSERT_READINGS_EACH = PreparedStatement(
+    "telemetry_store_readings_each", ["jsonb"], f"{_STORE} SELECT device_id::text, time, merged FROM stored"
 )
 
 
 class InvalidReadings(Exception):
-    """The problems of a refused body, ``[{"pointer", "detail", "code"}]`` in body order; nothing of it is stored."""
+    """The problems of a refused body, ``[{"pointer", "detail", "code"}]`` in body order; nothing of it is stored.
+    ``status`` is 400, or 409 when the readings are valid but contradict stored ones or each other."""
 
-    def __init__(self, errors):
+    def __init__(self, errors, status=400):
         super().__init__(errors)
         self.errors = errors
+        self.status = status
+
+
+class Ingested(NamedTuple):
+    """What became of a request's readings: ``accepted`` stored as new readings, ``merged`` added metrics to the
+    stored (or an earlier) reading of their device and time, ``duplicates`` added nothing."""
+
+    accepted: int
+    merged: int
+    duplicates: int
+
+
+class _Row:
+    """The readings of a batch with one device and time, combined in body order into what is sent as one row."""
+
+    __slots__ = ("merged", "metrics", "readings")
+
+    def __init__(self, reading):
+        self.readings = [reading]
+        self.metrics = reading.metrics
+        self.merged = 0  # later readings of the group that added metrics to the earlier ones
 
 
 def reading_ingest(*, payload, now=None):
-    """Stores the readings of ``payload`` (a parsed body: one reading or an array of them) and returns
-    ``(accepted, duplicates)``, committed.
+    """Stores the readings of ``payload`` (a parsed body: one reading or an array of them) and returns an
+    ``Ingested``, committed.
 
-    All or nothing: raises ``InvalidReadings`` listing every problem of the body, device problems included. The
-    devices are not looked up before the INSERT, which refuses readings of unknown or non-ingesting devices itself;
-    one query then names them (also a device deleted or retired while the statement ran). A reading with the device
-    and time of a stored one, or of an earlier one in the batch (the first wins), is a duplicate: not stored again,
-    only counted.
+    All or nothing: raises ``InvalidReadings`` listing every problem of the body, device problems included (400),
+    or every reading contradicting the stored reading of its device and time or an earlier one of the batch (409).
+    The devices are not looked up before the INSERT, which refuses readings of unknown or non-ingesting devices
+    itself; one query then names them (also a device deleted or retired while the statement ran).
+
+    Readings with the device and time of a stored one: one that adds metrics is merged into it (the metrics both
+    hold, if any, have equal values), one that adds none is a duplicate, one holding a metric with another value is
+    a conflict. Readings of one device and time within the batch are combined first by the same rules, in body
+    order; the combined row then counts as its first reading (accepted, merged or — adding nothing to the stored
+    reading — a duplicate with every reading of the group).
     """
     readings, errors = validate_readings(payload, now=now or datetime.now(UTC), device_statuses=_device_statuses)
     if errors:
         raise InvalidReadings(errors)
-    first_of_each = {}
-    for reading in readings:
-        first_of_each.setdefault((reading.device_id, reading.time), reading)
-    rows = orjson.dumps(
-        [{"device_id": r.device_id, "time": r.time, "metrics": r.metrics} for r in first_of_each.values()]
-    ).decode()
+    rows, conflicts = _combine(readings)
+    if conflicts:
+        errors = device_problems(readings, _device_statuses)  # the 400 goes first, as the INSERT would refuse it
+        raise InvalidReadings(errors) if errors else InvalidReadings(conflicts, status=409)
+    ordered = sorted(rows.items())
+    body = orjson.dumps([{"device_id": d, "time": t, "metrics": row.metrics} for (d, t), row in ordered]).decode()
+    grouped = len(rows) < len(readings)
     try:
-        accepted = INSERT_READINGS.run([rows])
+        result = (INSERT_READINGS_EACH if grouped else INSERT_READINGS).run([body])
     except IntegrityError as exc:
         errors = device_problems(readings, _device_statuses) if _is_device_refusal(exc.__cause__) else []
         if not errors:
             raise
         raise InvalidReadings(errors) from exc
-    return accepted, len(readings) - accepted
+    except DatabaseError as exc:
+        if getattr(exc.__cause__, "pgcode", None) != READING_CONFLICT:
+            raise
+        raise InvalidReadings(_stored_conflicts(rows, exc.__cause__), status=409) from exc
+    if not grouped:
+        [(inserted, merged)] = result
+        return Ingested(inserted, merged, len(readings) - inserted - merged)
+    return _count_groups(rows, {(device_id, time): merged for device_id, time, merged in result}, len(readings))
+
+
+def _combine(readings):
+    """``({(device_id, time): _Row}, conflicts)``: the batch's readings combined per device and time in body order,
+    and a 409 problem for each metric of a reading that an earlier reading of its device and time holds with
+    another value."""
+    rows = {}
+    conflicts = []
+    for reading in readings:
+        key = (reading.device_id, reading.time)
+        row = rows.get(key)
+        if row is None:
+            rows[key] = _Row(reading)
+            continue
+        row.readings.append(reading)
+        clashing = [
+            name
+            for name, value in reading.metrics.items()
+            if name in row.metrics and not same_value(row.metrics[name], value)
+        ]
+        for name in clashing:
+            first = next(earlier for earlier in row.readings if name in earlier.metrics)
+            conflicts.append(_conflict(reading, name, f"the batch's reading {pointer(first.index)}"))
+        if not clashing and reading.metrics.keys() - row.metrics.keys():
+            row.metrics = {**row.metrics, **reading.metrics}
+            row.merged += 1
+    return rows, conflicts
+
+
+def same_value(a, b):
+    """Whether two metric values are the same JSON value, as jsonb equality decides: numbers numerically (21 and
+    21.0), booleans apart from numbers (Python's True == 1 is not JSON's), objects key by key."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_value(a[key], b[key]) for key in a)
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+def _stored_conflicts(rows, error):
+    """The 409 problems of a statement refused by a conflict: one per (reading, metric) contradicting the stored
+    reading of its device and time, found with one query. ``error`` (the database's own message) stands in should
+    the stored readings have gone since (a device deleted meanwhile)."""
+    keys = list(rows)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT t.device_id::text, t.time, t.metrics::text FROM telemetry t"
+            " JOIN unnest(%s::uuid[], %s::timestamptz[]) k(device_id, time)"
+            " ON t.device_id = k.device_id AND t.time = k.time",
+            [[device_id for device_id, _ in keys], [time for _, time in keys]],
+        )
+        stored = {(device_id, time): orjson.loads(metrics) for device_id, time, metrics in cursor.fetchall()}
+    conflicts = [
+        (reading.index or 0, _conflict(reading, name, "the stored reading"))
+        for key, row in rows.items()
+        if key in stored
+        for reading in row.readings
+        for name, value in reading.metrics.items()
+        if name in stored[key] and not same_value(stored[key][name], value)
+    ]
+    if not conflicts:
+        return [{"pointer": "", "detail": error.diag.message_primary, "code": "reading_conflict"}]
+    conflicts.sort(key=lambda entry: entry[0])  # body order (stable: a reading's metrics in its order)
+    return [problem for _, problem in conflicts]
+
+
+def _conflict(reading, name, other):
+    """The 409 problem of a reading's metric that ``other`` of its device and time holds with another value."""
+    return {
+        "pointer": pointer(reading.index, "metrics", name),
+        "detail": f'The metric "{name}" has another value in {other} of this device and time; readings of one device'
+        " and time merge only when the metrics they share are equal.",
+        "code": "reading_conflict",
+    }
+
+
+def _count_groups(rows, outcomes, total):
+    """Counts a batch whose rows combine several readings from each row's outcome (merged: True, inserted: False,
+    a duplicate: absent): the first reading of a row counts as the row did, each later one as merged if it added
+    metrics to the earlier ones of the batch, else as a duplicate — all of them when the row added nothing."""
+    accepted = merged = 0
+    for key, row in rows.items():
+        outcome = outcomes.get(key)
+        if outcome is None:
+            continue
+        accepted += not outcome
+        merged += outcome + row.merged
+    return Ingested(accepted, merged, total - accepted - merged)
 
 
 def _device_statuses(device_ids):
