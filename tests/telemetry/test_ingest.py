@@ -553,7 +553,7 @@ def test_a_device_deleted_between_lookup_and_insert_is_a_400_not_a_500(api_clien
     with ThreadPoolExecutor(max_workers=1) as pool:
         request = pool.submit(ingest)
         try:
-            insert_waited = wait_for_a_lock_wait(observer, "EXECUTE telemetry_store_readings")
+            insert_waited = wait_for_a_lock_wait(observer, "EXECUTE telemetry_insert_readings")
         finally:
             deleter.commit()  # whatever happened, never leave the request blocked
             deleter.close()
@@ -580,12 +580,17 @@ class TestFastPath:
         connection.close()
         first = statements_of([reading(device), reading(DeviceFactory())])
         assert [sql.split("(")[0] for sql in first] == [
-            "PREPARE telemetry_store_readings ",
-            "EXECUTE telemetry_store_readings ",
+            "PREPARE telemetry_merge_readings ",
+            "EXECUTE telemetry_merge_readings ",
         ]
         assert "INSERT INTO telemetry" in first[0]
         later = statements_of([reading(device, ago(minutes=3)), reading(DeviceFactory())])
-        assert [sql.split("(")[0] for sql in later] == ["EXECUTE telemetry_store_readings "]
+        assert [sql.split("(")[0] for sql in later] == ["EXECUTE telemetry_merge_readings "]
+        # A single reading, new: the INSERT that fires no UPDATE trigger, alone.
+        single = statements_of(reading(device, ago(minutes=4)))
+        assert [sql.split("(")[0] for sql in single if not sql.startswith("PREPARE ")] == [
+            "EXECUTE telemetry_insert_readings "
+        ]
 
     def test_a_refused_device_is_found_by_the_insert_then_named_by_one_lookup(self, api_client):
         retired = DeviceFactory(status=DeviceStatus.RETIRED)
@@ -595,7 +600,7 @@ class TestFastPath:
         # only in the test's transaction; whether this connection still had to prepare it depends on earlier tests.)
         statements = [query["sql"].lstrip() for query in queries if "SAVEPOINT" not in query["sql"]]
         assert [sql.split("(")[0] for sql in statements if not sql.startswith("PREPARE ")] == [
-            "EXECUTE telemetry_store_readings ",
+            "EXECUTE telemetry_merge_readings ",
             "SELECT id::text, status FROM devices WHERE id = ANY",
         ]
         body = assert_refused(response, "/0/device_id", "/1/device_id", code="device_not_ingesting")
@@ -609,7 +614,7 @@ class TestFastPath:
                 session.autocommit = True
                 with session.cursor() as cursor:
                     # Twice: a second PREPARE of the same name would fail.
-                    assert [INSERT_READINGS.execute(cursor, ["[]"]) for _ in range(2)] == [[(0, 0)]] * 2
+                    assert [INSERT_READINGS.execute(cursor, ["[]"]) for _ in range(2)] == [0, 0]
                     cursor.execute(
                         "SELECT count(*) FROM pg_prepared_statements WHERE name = %s", [INSERT_READINGS.name]
                     )
