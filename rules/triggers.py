@@ -54,12 +54,11 @@ _MERGED_READINGS = (
 )
 
 
-def merged_readings_body():
-    """The rule trigger's body (sql/triggers/telemetry_evaluate_rules.plpgsql) for the UPDATE trigger: one source
-    for the evaluation, reading the added metrics instead of ``new_rows``, after an early return for the UPDATE
-    statements that changed nothing (every ingest statement fires it: INSERT … ON CONFLICT DO UPDATE fires the
-    UPDATE statement triggers even when no row conflicted)."""
-    body = trigger_body("telemetry_evaluate_rules")
+def merged_readings_body(body):
+    """The rule trigger's ``body`` (sql/triggers/telemetry_evaluate_rules.plpgsql) for the UPDATE trigger: one
+    source for the evaluation, reading the added metrics instead of ``new_rows``, after an early return for the
+    UPDATE statements that changed nothing (INSERT … ON CONFLICT DO UPDATE fires the UPDATE statement triggers even
+    when no row conflicted)."""
     code = "\n".join(line.split("--")[0] for line in body.splitlines())
     # Every reference to the readings is "new_rows n": anything else would be left reading the wrong rows.
     if code.count("new_rows") != code.count(_INSERTED_READINGS) or not code.count(_INSERTED_READINGS):
@@ -77,4 +76,4 @@ class EvaluateMergedRules(pgtrigger.Trigger):
     operation = pgtrigger.Update
     level = pgtrigger.Statement
     referencing = pgtrigger.Referencing(old="stored_rows", new="merged_rows")
-    func = merged_readings_body()
+    func = merged_readings_body(trigger_body("telemetry_evaluate_rules"))

@@ -13,6 +13,7 @@ import pytest
 from django.db import connection
 
 from rules.models import Event, EventStatus
+from rules.triggers import merged_readings_body, trigger_body
 from telemetry import timescale
 from telemetry.ingest.services import Ingested, reading_ingest, same_value
 from telemetry.models import Telemetry
@@ -311,3 +312,22 @@ def test_concurrent_merges_into_one_reading_lose_no_metric_and_do_not_deadlock()
     assert list(stored(first).values()) == [{"x": 1, "y": 2, "z": 3}] * 40
     assert list(stored(second).values()) == [{"x": 1, "y": 2}] * 40
     assert Event.objects.filter(rule=rule).count() == 80  # y evaluated once per reading, merged or not
+
+
+# One source for the evaluation --------------------------------------------------------------------------------------
+
+
+def test_the_update_trigger_runs_the_insert_trigger_s_body_over_the_added_metrics():
+    body = trigger_body("telemetry_evaluate_rules")
+    merged = merged_readings_body(body)
+    code = "\n".join(line.split("--")[0] for line in merged.splitlines())
+    assert "new_rows" not in code
+    assert code.count("merged_rows m JOIN stored_rows s") == body.count("new_rows n") > 0
+    assert merged.startswith("IF NOT EXISTS (SELECT FROM merged_rows) THEN")
+    # Any other way of naming the readings would be left reading every metric of the updated rows: refused.
+    with pytest.raises(ValueError, match="new_rows"):
+        merged_readings_body(
+            body.replace(
+                "FROM new_rows n WHERE n.metrics @@ prefilter", "FROM new_rows AS r WHERE r.metrics @@ prefilter"
+            )
+        )
