@@ -15,6 +15,7 @@ from rules.models import Rule
 from telemetry.models import Device, DeviceType, Telemetry
 
 TRIGGER = "telemetry.Telemetry:telemetry_evaluate_rules"
+MERGED_TRIGGER = "telemetry.Telemetry:telemetry_evaluate_merged_rules"  # its UPDATE twin, fired by every batch
 BREACH_EVERY = 100  # load.lua's BENCH_BREACH_EVERY: 1 % of the readings breach the ingest rule
 INGEST_RULE = "bench: temperature above 100"
 DATASET_RULE = "bench dataset: pressure spike"

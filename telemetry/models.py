@@ -2,7 +2,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models.functions import Now
 
-from rules.triggers import EvaluateRules
+from rules.triggers import EvaluateMergedRules, EvaluateRules
 
 # A metric's name: a top-level key of a reading, a declared metric, a rule's metric. \A and \Z mean the same in
 # Python and in PostgreSQL regular expressions; "$" would let a trailing newline through in Python.
@@ -176,8 +176,11 @@ class Telemetry(models.Model):
             models.CheckConstraint(condition=_jsonb_type_is("metrics", "object"), name="telemetry_metrics_object"),
         ]
         # Declared here because pgtrigger migrates the triggers of a model's Meta; the SQL belongs to rules
-        # (rules/triggers.py, sql/triggers/telemetry_evaluate_rules.plpgsql). See sql/README.md.
-        triggers = [EvaluateRules(name="telemetry_evaluate_rules")]
+        # (rules/triggers.py, sql/triggers/telemetry_evaluate_rules.plpgsql, the body of both). See sql/README.md.
+        triggers = [
+            EvaluateRules(name="telemetry_evaluate_rules"),
+            EvaluateMergedRules(name="telemetry_evaluate_merged_rules"),
+        ]
 
     def __str__(self):
         return f"{self.device_id} @ {self.time.isoformat()}"

@@ -36,7 +36,7 @@ class PreparedStatement:
         self._prepared_on = weakref.WeakSet()  # psycopg2 connections whose session has the statement
 
     def run(self, params):
-        """Runs the statement on Django's connection and returns its row count.
+        """Runs the statement on Django's connection and returns its result (``execute``).
 
         Outside a transaction (the request path), in autocommit: its own transaction, committed when this returns,
         without BEGIN and COMMIT round trips (they would cost single-reading ingest ~10 %) and without Django's
@@ -63,10 +63,11 @@ class PreparedStatement:
 
     def execute(self, cursor, params):
         """Runs the statement on ``cursor`` (Django's or psycopg2's), in its transaction if any, preparing it first
-        in a session that lacks it; returns the row count."""
+        in a session that lacks it; returns the rows it returns (a list of tuples), or its row count if it returns
+        none."""
         session = cursor.connection  # psycopg2's connection, also through Django's cursor wrapper
         if session not in self._prepared_on:
             cursor.execute(self._prepare)
             self._prepared_on.add(session)
         cursor.execute(self._execute, params)
-        return cursor.rowcount
+        return cursor.fetchall() if cursor.description else cursor.rowcount

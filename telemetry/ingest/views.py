@@ -78,7 +78,7 @@ def telemetry_ingest(request):
     except exceptions.APIException as exc:  # 400 parse_error, 413, 415: DRF's exceptions, as its parser raised them
         return problem_response(exc.status_code, code=str(exc.detail.code), detail=str(exc.detail))
     try:
-        accepted, duplicates = reading_ingest(payload=payload, key=presented_key(request))
+        ingested = reading_ingest(payload=payload, key=presented_key(request))
     except KeyRefused as exc:
         # The devices and the caller's address, never the key: operators find a misconfigured device or gateway.
         logger.warning(
@@ -88,14 +88,15 @@ def telemetry_ingest(request):
     except InvalidReadings as exc:
         errors = exc.errors
         detail = errors[0]["detail"] if len(errors) == 1 else f"{len(errors)} problems in the request; see errors."
-        return problem_response(400, code="invalid", detail=detail, errors=errors)
+        code = "invalid" if exc.status == 400 else "reading_conflict"
+        return problem_response(exc.status, code=code, detail=detail, errors=errors)
     except RateLimited as exc:
         detail = f"Too many ingest requests for device {', '.join(exc.devices)}; retry in {exc.retry_after} s."
         return problem_response(429, code="throttled", detail=detail, headers={"Retry-After": str(exc.retry_after)})
     except (OperationalError, InterfaceError) as exc:
         logger.warning("database unavailable: %s", exc)
         return problem_response(503, code="database_unavailable", detail=ServiceUnavailable.default_detail)
-    return HttpResponse(orjson.dumps({"accepted": accepted, "duplicates": duplicates}), status=201, content_type=_JSON)
+    return HttpResponse(orjson.dumps(ingested._asdict()), status=201, content_type=_JSON)
 
 
 def _ingest_payload(request):
@@ -129,9 +130,16 @@ class TelemetryIngestApi(APIView):
     @extend_schema(
         summary="Ingest one reading or a batch",
         description="One reading or an array of 1 to 1,000. A batch is all-or-nothing: one bad reading refuses it "
-        "with every problem listed, each with a JSON pointer (`/3/timestamp`). A reading with the device and "
-        "timestamp of a stored one, or of an earlier one in the batch, is a duplicate: counted, not stored again. "
-        "The 201 is sent after COMMIT. Body at most 1 MiB.\n\n"
+        "with every problem listed, each with a JSON pointer (`/3/timestamp`). The 201 is sent after COMMIT. Body at "
+        "most 1 MiB.\n\n"
+        "A reading with the device and timestamp of a stored one, or of an earlier one in the batch, is **merged** "
+        "into it when it adds metrics and the metrics both hold have equal values (the new metrics are stored and "
+        "evaluated by the rules); it is a **duplicate** (counted, not stored again, evaluated by no rule) when it "
+        "adds none, as a resent reading; and it is a **conflict** when a metric both hold has another value: a 409 "
+        "problem (`reading_conflict`) naming each such reading and metric (`/3/metrics/temp`), and nothing of the "
+        "request is stored. Within a batch, readings of one device and timestamp combine first, in body order: "
+        "the combined reading counts as its first one (accepted, merged, or a duplicate with the others when it "
+        "adds nothing to a stored one), each later one as merged or a duplicate.\n\n"
         "No user authentication. A device given a device key (`ingest-keys/`) only accepts readings whose request "
         "carries it: `Authorization: Device <key>`; a batch must carry the key of every keyed device in it (a "
         "gateway key shared by its devices does). Devices without a key accept readings without one.\n\n"
@@ -151,8 +159,19 @@ class TelemetryIngestApi(APIView):
             201: OpenApiResponse(
                 response={
                     "type": "object",
-                    "properties": {"accepted": {"type": "integer"}, "duplicates": {"type": "integer"}},
-                    "required": ["accepted", "duplicates"],
+                    "properties": {
+                        "accepted": {"type": "integer", "description": "Readings stored as new readings."},
+                        "merged": {
+                            "type": "integer",
+                            "description": "Readings whose metrics were added to the stored (or an earlier) reading "
+                            "of their device and timestamp.",
+                        },
+                        "duplicates": {
+                            "type": "integer",
+                            "description": "Readings that added nothing: already stored (a resend), in full.",
+                        },
+                    },
+                    "required": ["accepted", "merged", "duplicates"],
                 },
                 description="Stored and committed.",
             ),
@@ -160,6 +179,10 @@ class TelemetryIngestApi(APIView):
             401: OpenApiResponse(
                 description="A keyed device of the body was not given its key (`device_key_invalid`), whatever "
                 "else is wrong with the body; nothing is stored. `WWW-Authenticate: Device`."
+            ),
+            409: OpenApiResponse(
+                description="A reading holds a metric that the stored reading of its device and timestamp, or an "
+                "earlier one in the batch, holds with another value (`reading_conflict`); nothing is stored."
             ),
             429: OpenApiResponse(
                 description="A device of the body is over its request rate (`throttled`), or the proxy's ceiling "
@@ -178,7 +201,9 @@ class TelemetryIngestApi(APIView):
                 },
                 request_only=True,
             ),
-            OpenApiExample("Result", {"accepted": 1, "duplicates": 0}, response_only=True, status_codes=["201"]),
+            OpenApiExample(
+                "Result", {"accepted": 1, "merged": 0, "duplicates": 0}, response_only=True, status_codes=["201"]
+            ),
         ],
     )
     def post(self, request):

@@ -355,9 +355,9 @@ def test_single_readings_and_a_batch_are_stored(stack, token, new_device):
         {"device_id": device, "timestamp": iso(now - timedelta(minutes=m)), "metrics": {"humidity": float(m)}}
         for m in range(1, 101)
     ]
-    assert [ingest(stack, reading) for reading in singles] == [{"accepted": 1, "duplicates": 0}] * 2
-    assert ingest(stack, batch) == {"accepted": 100, "duplicates": 0}
-    assert ingest(stack, batch) == {"accepted": 0, "duplicates": 100}
+    assert [ingest(stack, reading) for reading in singles] == [{"accepted": 1, "merged": 0, "duplicates": 0}] * 2
+    assert ingest(stack, batch) == {"accepted": 100, "merged": 0, "duplicates": 0}
+    assert ingest(stack, batch) == {"accepted": 0, "merged": 0, "duplicates": 100}
 
     stored = stored_readings(stack, token, device, "humidity", now - timedelta(hours=2), now + timedelta(seconds=1))
     assert sorted(reading["metrics"]["humidity"] for reading in stored) == sorted([1, 2, *range(1, 101)])

@@ -33,7 +33,9 @@ class Endpoint(NamedTuple):
 
 
 def _now():
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Microseconds: the world's readings lie on whole seconds, and one of them at this device and time with another
+    # temperature would make the reading a conflict (a 409), not the valid body it stands for.
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _reading(world):

@@ -74,7 +74,7 @@ def test_401_and_403_follow_the_role_matrix(schema):
 @pytest.mark.parametrize(
     ("label", "statuses"),
     [
-        ("POST /api/v1/telemetry/ingest/", {"201", "400", "401", "413", "415", "429", "500", "503"}),
+        ("POST /api/v1/telemetry/ingest/", {"201", "400", "401", "409", "413", "415", "429", "500", "503"}),
         ("POST /api/v1/auth/token/", {"200", "400", "401", "413", "415", "429", "500", "503"}),
         ("POST /api/v1/auth/logout/", {"204", "400", "401", "413", "415", "500", "503"}),
         ("GET /api/v1/devices/", {"200", "400", "401", "404", "500", "503"}),
@@ -99,6 +99,15 @@ def test_the_ingest_body_is_one_reading_or_a_batch(schema):
     assert reading["additionalProperties"] is False
     assert (batch["type"], batch["minItems"], batch["maxItems"]) == ("array", 1, 1000)
     assert batch["items"] == reading
+
+
+def test_the_ingest_answer_counts_accepted_merged_and_duplicate_readings(schema):
+    operation = dict(_operations(schema))["POST /api/v1/telemetry/ingest/"]
+    answer = operation["responses"]["201"]["content"]["application/json"]["schema"]
+    assert answer["required"] == ["accepted", "merged", "duplicates"]
+    assert set(answer["properties"]) == {"accepted", "merged", "duplicates"}
+    assert "reading_conflict" in operation["responses"]["409"]["description"]
+    assert "merged" in operation["description"]
 
 
 def test_raw_telemetry_is_documented_as_a_cursor_page(schema):

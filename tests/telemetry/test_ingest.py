@@ -85,7 +85,7 @@ class TestAccepted:
         metrics = {"temperature": 21.5, "count": 3, "door_open": False, "mode": "eco", "power": {"voltage": 229.8}}
         response = post(api_client, reading(device, timestamp, **metrics))
         assert response.status_code == 201, response.content
-        assert response.json() == {"accepted": 1, "duplicates": 0}
+        assert response.json() == {"accepted": 1, "merged": 0, "duplicates": 0}
         assert stored() == {(str(device.id), datetime.fromisoformat(timestamp)): metrics}
         assert Telemetry.objects.get().received_at is not None
 
@@ -93,7 +93,7 @@ class TestAccepted:
         batch = [reading(device, timestamp, n=index) for index, timestamp in enumerate(seconds_apart(1000))]
         response = post(api_client, batch)
         assert response.status_code == 201, response.content
-        assert response.json() == {"accepted": 1000, "duplicates": 0}
+        assert response.json() == {"accepted": 1000, "merged": 0, "duplicates": 0}
         rows = stored()
         assert len(rows) == 1000
         assert sorted(metrics["n"] for metrics in rows.values()) == list(range(1000))
@@ -101,7 +101,7 @@ class TestAccepted:
     def test_a_batch_may_span_devices(self, api_client, device):
         other = DeviceFactory()
         response = post(api_client, [reading(device), reading(other)])
-        assert response.json() == {"accepted": 2, "duplicates": 0}
+        assert response.json() == {"accepted": 2, "merged": 0, "duplicates": 0}
         assert {device_id for device_id, _ in stored()} == {str(device.id), str(other.id)}
 
     def test_an_invalid_authorization_header_is_ignored(self, api_client, device):
@@ -153,26 +153,28 @@ class TestAccepted:
 
 
 class TestDuplicates:
-    def test_the_first_of_a_device_and_time_in_one_batch_wins(self, api_client, device):
+    """Identical readings. Readings of one device and time that merge or conflict: test_merged_readings.py."""
+
+    def test_a_repeat_in_one_batch_is_a_duplicate(self, api_client, device):
         time = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=2)
         batch = [
             reading(device, iso(time), v=1),
             reading(device, ago(minutes=1), v=2),
             # The same instant written differently is the same reading.
-            reading(device, time.isoformat(timespec="microseconds"), v=3),
+            reading(device, time.isoformat(timespec="microseconds"), v=1),
         ]
         response = post(api_client, batch)
         assert response.status_code == 201, response.content
-        assert response.json() == {"accepted": 2, "duplicates": 1}
+        assert response.json() == {"accepted": 2, "merged": 0, "duplicates": 1}
         assert stored()[(str(device.id), time)] == {"v": 1}
         assert Telemetry.objects.count() == 2
 
     def test_a_resent_reading_is_counted_not_stored(self, api_client, device):
         timestamp = ago(minutes=1)
-        assert post(api_client, reading(device, timestamp, v=1)).json() == {"accepted": 1, "duplicates": 0}
-        response = post(api_client, reading(device, timestamp, v=2))
+        assert post(api_client, reading(device, timestamp, v=1)).json() == {"accepted": 1, "merged": 0, "duplicates": 0}
+        response = post(api_client, reading(device, timestamp, v=1))
         assert response.status_code == 201
-        assert response.json() == {"accepted": 0, "duplicates": 1}
+        assert response.json() == {"accepted": 0, "merged": 0, "duplicates": 1}
         assert list(stored().values()) == [{"v": 1}]
 
     def test_a_batch_of_only_duplicates_is_201_with_nothing_accepted(self, api_client, device):
@@ -180,14 +182,14 @@ class TestDuplicates:
         post(api_client, batch)
         response = post(api_client, [*batch, batch[0]])
         assert response.status_code == 201
-        assert response.json() == {"accepted": 0, "duplicates": 4}
+        assert response.json() == {"accepted": 0, "merged": 0, "duplicates": 4}
         assert Telemetry.objects.count() == 3
 
     def test_a_batch_mixing_new_and_stored_readings_counts_each(self, api_client, device):
         old = reading(device, ago(minutes=1))
         post(api_client, old)
         response = post(api_client, [old, reading(device, ago(minutes=2))])
-        assert response.json() == {"accepted": 1, "duplicates": 1}
+        assert response.json() == {"accepted": 1, "merged": 0, "duplicates": 1}
 
 
 class TestAllOrNothing:
@@ -497,7 +499,7 @@ def test_a_connection_broken_between_requests_is_replaced_and_the_readings_store
             assert cursor.fetchone() == (True,)
             response = post(api_client, reading(device, ago(minutes=1)))
             assert response.status_code == 201, response.content
-            assert response.json() == {"accepted": 1, "duplicates": 0}
+            assert response.json() == {"accepted": 1, "merged": 0, "duplicates": 0}
             cursor.execute("SELECT count(*) FROM telemetry WHERE device_id = %s", [str(device.id)])
             assert cursor.fetchone() == (2,)
     finally:
@@ -584,12 +586,17 @@ class TestFastPath:
         connection.close()
         first = statements_of([reading(device), reading(DeviceFactory())])
         assert [sql.split("(")[0] for sql in first] == [
-            "PREPARE telemetry_insert_readings ",
-            "EXECUTE telemetry_insert_readings ",
+            "PREPARE telemetry_merge_readings ",
+            "EXECUTE telemetry_merge_readings ",
         ]
         assert "INSERT INTO telemetry" in first[0]
         later = statements_of([reading(device, ago(minutes=3)), reading(DeviceFactory())])
-        assert [sql.split("(")[0] for sql in later] == ["EXECUTE telemetry_insert_readings "]
+        assert [sql.split("(")[0] for sql in later] == ["EXECUTE telemetry_merge_readings "]
+        # A single reading, new: the INSERT that fires no UPDATE trigger, alone.
+        single = statements_of(reading(device, ago(minutes=4)))
+        assert [sql.split("(")[0] for sql in single if not sql.startswith("PREPARE ")] == [
+            "EXECUTE telemetry_insert_readings "
+        ]
 
     def test_a_refused_device_is_found_by_the_insert_then_named_by_one_lookup(self, api_client):
         retired = DeviceFactory(status=DeviceStatus.RETIRED)
@@ -599,7 +606,7 @@ class TestFastPath:
         # only in the test's transaction; whether this connection still had to prepare it depends on earlier tests.)
         statements = [query["sql"].lstrip() for query in queries if "SAVEPOINT" not in query["sql"]]
         assert [" ".join(sql.split("(")[0].split()) for sql in statements if not sql.startswith("PREPARE ")] == [
-            "EXECUTE telemetry_insert_readings",
+            "EXECUTE telemetry_merge_readings",
             "SELECT d.id::text, d.status, k.id, k.key_hash FROM devices d LEFT JOIN ingest_keys k ON k.id = "
             "d.ingest_key_id WHERE d.id = ANY",
         ]

@@ -23,7 +23,7 @@ from psycopg2 import sql
 from iothub.worker import registry
 from rules.models import Event, Notification, NotificationStatus
 from telemetry import tasks, timescale
-from telemetry.ingest.services import reading_ingest
+from telemetry.ingest.services import InvalidReadings, reading_ingest
 from telemetry.models import Telemetry
 from tests.factories import DeviceFactory, NotificationChannelFactory, RuleFactory, insert_readings
 from tests.telemetry.test_aggregates import aggregate_url, expected, generate_readings, iso, rows_of
@@ -362,7 +362,7 @@ def test_aggregates_over_compressed_chunks_equal_the_raw_readings(compressed, vi
 
 
 def _ingest(device, time, metrics):
-    """Through ingest's service, as the API calls it: ``(accepted, duplicates)``."""
+    """Through ingest's service, as the API calls it: ``(accepted, merged, duplicates)``."""
     return reading_ingest(payload={"device_id": str(device.id), "timestamp": iso(time), "metrics": metrics})
 
 
@@ -377,7 +377,7 @@ def test_a_reading_into_a_compressed_chunk_fires_rules_and_reaches_the_aggregate
     late = now - timedelta(days=10, seconds=7)
     assert _chunk_of(late)
 
-    assert _ingest(device, late, {"temp": 45.5}) == (1, 0)
+    assert _ingest(device, late, {"temp": 45.5}) == (1, 0, 0)
 
     event = Event.objects.get(rule=rule, device=device)
     assert (event.triggered_at, event.occurrence_count) == (late, 1)
@@ -388,20 +388,27 @@ def test_a_reading_into_a_compressed_chunk_fires_rules_and_reaches_the_aggregate
     assert_views_equal([*readings[device], (late, {"temp": 45.5})], device)
 
 
-def test_duplicates_of_compressed_readings_are_counted_and_neither_stored_nor_evaluated(compressed):
+def test_readings_of_a_compressed_reading_s_device_and_time_are_duplicates_merged_or_refused(compressed):
     (device, _other), readings, _now = compressed
-    RuleFactory(metric="temp", threshold=30)
-    time, metrics = next((time, metrics) for time, metrics in readings[device] if _chunk_of(time))
+    temp = RuleFactory(metric="temp", threshold=-1000)
+    humidity = RuleFactory(metric="humidity", threshold=30)
+    time, metrics = next((time, metrics) for time, metrics in readings[device] if "temp" in metrics and _chunk_of(time))
 
-    # Ingest's ON CONFLICT DO NOTHING: the same reading, or another one at the same device and time, is a duplicate
-    # (the first one stays); skipped rows fire no rule.
-    assert _ingest(device, time, metrics) == (0, 1)
-    assert _ingest(device, time, {"temp": 99.0}) == (0, 1)
+    # The same reading adds nothing: a duplicate, evaluated by no rule.
+    assert _ingest(device, time, metrics) == (0, 0, 1)
+    # One sharing a metric with another value: refused, nothing stored.
+    with pytest.raises(InvalidReadings) as refused:
+        _ingest(device, time, {"temp": metrics["temp"] + 1, "humidity": 45.0})
+    assert (refused.value.status, [error["pointer"] for error in refused.value.errors]) == (409, ["/metrics/temp"])
+    # One adding a metric merges into the compressed chunk's row; only the new metric is evaluated.
+    assert _ingest(device, time, {"humidity": 45.0}) == (0, 1, 0)
 
-    assert list(Telemetry.objects.filter(device=device, time=time).values_list("metrics", flat=True)) == [metrics]
-    assert not Event.objects.exists()
+    merged = {**metrics, "humidity": 45.0}
+    assert list(Telemetry.objects.filter(device=device, time=time).values_list("metrics", flat=True)) == [merged]
+    assert not Event.objects.filter(rule=temp).exists()
+    assert Event.objects.get(rule=humidity).triggered_at == time
     timescale.refresh_late_data(**timescale.configured())
-    assert_views_equal(readings[device], device)
+    assert_views_equal([(t, merged if t == time else m) for t, m in readings[device]], device)
 
 
 def test_deleting_a_device_deletes_its_readings_from_compressed_chunks_and_its_buckets_after_a_refresh(compressed):
