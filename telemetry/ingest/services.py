@@ -30,8 +30,8 @@ READING_CONFLICT = "IO003"
 #
 # The rate: each request counts once per device it holds, in ingest_request_counts (unlogged: one row per device,
 # updated in place), in the fixed window starting at $3; a device may send $4 requests per window. $5 is what the
-# statement adds to the count: 1, or 0 for the merge that follows a single reading's first statement (which counted
-# the request already). The counting is part of the statement, so a refused request (wrong key, bad device, over
+# statement adds to a count of the window: 1, or 0 for the merge that follows a single reading's first statement
+# (which counted the request already; a new row or window counts 1 either way). The counting is part of the statement, so a refused request (wrong key, bad device, over
 # the rate) counts nothing: someone without a device's key cannot use up its rate. Rows are locked in device
 # order, so concurrent batches of the same devices cannot deadlock. An unknown device fails the count's foreign
 # key: a device refusal too.
@@ -44,10 +44,9 @@ _READINGS_AND_COUNTS = """
     ),
     counts AS (
         INSERT INTO ingest_request_counts AS c (device_id, window_start, requests)
-        SELECT DISTINCT device_id, $3, $5 FROM readings ORDER BY device_id
+        SELECT DISTINCT device_id, $3, 1 FROM readings ORDER BY device_id
         ON CONFLICT (device_id) DO UPDATE SET
-            requests = CASE WHEN c.window_start >= excluded.window_start
-                THEN c.requests + excluded.requests ELSE excluded.requests END,
+            requests = CASE WHEN c.window_start >= excluded.window_start THEN c.requests + $5 ELSE 1 END,
             window_start = greatest(c.window_start, excluded.window_start)
         RETURNING device_id, requests
     )

@@ -102,7 +102,7 @@ class TestKeyedDevices:
         batch = [reading(device), reading(keyed_device)]
         assert_key_refused(post(api_client, batch))  # the open device's reading is not stored either
         assert refusals(ingest_key) == 1
-        assert post(api_client, batch, **device_key(key)).json() == {"accepted": 2, "duplicates": 0}
+        assert post(api_client, batch, **device_key(key)).json() == {"accepted": 2, "merged": 0, "duplicates": 0}
 
     def test_a_batch_of_devices_with_different_keys_is_refused_whatever_key_it_carries(self, api_client, keyed):
         first, first_key_row, first_key = keyed
@@ -118,7 +118,7 @@ class TestKeyedDevices:
         devices = DeviceFactory.create_batch(3)
         _, key = ingest_key_create(name="gateway", devices=devices)
         batch = [reading(device) for device in devices]
-        assert post(api_client, batch, **device_key(key)).json() == {"accepted": 3, "duplicates": 0}
+        assert post(api_client, batch, **device_key(key)).json() == {"accepted": 3, "merged": 0, "duplicates": 0}
         assert post(api_client, reading(devices[0], ago(seconds=5)), **device_key(key)).status_code == 201
         assert_key_refused(post(api_client, reading(devices[1], ago(seconds=5))), stored=4)
 
