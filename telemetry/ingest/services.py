@@ -31,10 +31,10 @@ READING_CONFLICT = "IO003"
 # The rate: each request counts once per device it holds, in ingest_request_counts (unlogged: one row per device,
 # updated in place), in the fixed window starting at $3; a device may send $4 requests per window. $5 is what the
 # statement adds to a count of the window: 1, or 0 for the merge that follows a single reading's first statement
-# (which counted the request already; a new row or window counts 1 either way). The counting is part of the statement, so a refused request (wrong key, bad device, over
-# the rate) counts nothing: someone without a device's key cannot use up its rate. Rows are locked in device
-# order, so concurrent batches of the same devices cannot deadlock. An unknown device fails the count's foreign
-# key: a device refusal too.
+# (which counted the request already; a new row or window counts 1 either way). The counting is part of the
+# statement, so a refused request (wrong key, bad device, over the rate) counts nothing: someone without a device's
+# key cannot use up its rate. Rows are locked in device order, so concurrent batches of the same devices cannot
+# deadlock. An unknown device fails the count's foreign key: a device refusal too.
 _INGESTING = ", ".join(f"'{status}'" for status in INGESTING_STATUSES)  # constants: 'active', 'maintenance'
 _PARAMETER_TYPES = ["jsonb", "bytea", "timestamptz", "integer", "integer"]
 _READINGS_AND_COUNTS = """
