@@ -8,6 +8,7 @@ up by the next one.
 """
 
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -263,7 +264,8 @@ class Stack:
         if NGINX is None:
             raise SystemExit("nginx is not installed (Debian: apt-get install nginx-light)")
         http_port, https_port = free_port(), free_port()
-        directory = self.dir / f"nginx-{name}"
+        slug = re.sub(r"[^a-z0-9]+", "-", name.lower())  # a path nginx's configuration can hold
+        directory = self.dir / f"nginx-{slug}"
         directory.mkdir()
         log(f"nginx (docker/nginx/templates/iothub.conf.template) on https://127.0.0.1:{https_port} for {name}")
         variables = {
@@ -287,7 +289,7 @@ class Stack:
         subprocess.run([*command, "-t"], check=True, capture_output=True, timeout=30)
         nginx = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         self._processes.append((nginx, signal.SIGTERM))  # SIGTERM: nginx's fast shutdown
-        self._wait(lambda: port_open(https_port), nginx, f"../nginx-{name}/error.log")
+        self._wait(lambda: port_open(https_port), nginx, f"../nginx-{slug}/error.log")
         return nginx, f"https://127.0.0.1:{https_port}"
 
     def _wait(self, ready, process, log_name, timeout=60):
