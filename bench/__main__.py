@@ -67,7 +67,7 @@ def main():
         from bench.measure import Bench
 
         results = {
-            "plan": plan.name,
+            "plan": args.mode,
             "plan_settings": plan.__dict__,
             "started": f"{started:%Y-%m-%d %H:%M}",
             "revision": report.git_revision(),
