@@ -1,8 +1,9 @@
 """The stack a benchmark runs against, started and stopped by the run itself.
 
 A private PostgreSQL 15 + TimescaleDB cluster (scripts/dev/lib.sh's helpers, on a free port, under the state
-directory, never the `make run` one), the migrated app database, gunicorn with the project's gunicorn.conf.py, and
-nginx from apt with the project's proxy configuration over HTTPS on loopback (ingest rate limit off). Everything
+directory, never the `make run` one), the migrated app database, the app servers of bench/servers.py (granian as the
+project runs it, and gunicorn as the baseline of the comparison), and in front of each an nginx from apt with the
+project's proxy configuration over HTTPS on loopback (ingest rate limit off). Everything
 is stopped and the cluster deleted on exit, also on failure, Ctrl-C or SIGTERM; a run killed outright is cleaned
 up by the next one.
 """

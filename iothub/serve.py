@@ -1,9 +1,9 @@
 """The web server: granian serving ``iothub.wsgi`` (WSGI) — `python -m iothub.serve`.
 
 Used by the container (docker/entrypoint.sh), `make run`, the benchmarks and the tests, with its settings from the
-environment. granian's HTTP core is compiled (Rust): the same app served the trivial endpoint ≈ 1.6-1.8x as fast as
-under gunicorn, and single readings ≈ 1.6x, with a third less CPU per request (docs/performance.md, "The app
-server").
+environment. granian's HTTP core is compiled (Rust): behind the same nginx, the same app served the trivial endpoint
+≈ 1.5-1.8x and single readings ≈ 1.6x as fast as under gunicorn, the app server's own CPU per request a third lower
+(docs/performance.md, "The app server: granian replaces gunicorn").
 
 Each worker thread holds at most one persistent database connection: connections = workers x threads.
 """
