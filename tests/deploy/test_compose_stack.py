@@ -575,7 +575,7 @@ def test_every_log_is_readable_and_free_of_errors(stack):
     signs_of_life = {
         "init": "entrypoint: secrets in /run/iothub-secrets and the certificate in /etc/iothub/certs are ready",
         "db": "database system is ready to accept connections",
-        "web": "Booting worker",
+        "web": "Started worker-",  # granian, once a worker has loaded the app
         "worker": "Listening on notifications_pending",
         "proxy": f"GET {API}/health/",
     }
