@@ -1,4 +1,4 @@
-# The application image: gunicorn (web), the worker and the one-shot init share it (see docker-compose.yml).
+# The application image: granian (web), the worker and the one-shot init share it (see docker-compose.yml).
 FROM python:3.13.7-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

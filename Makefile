@@ -30,7 +30,7 @@ reset:
 psql:
 	@bash scripts/dev/psql.sh
 
-# Benchmarks (docs/performance.md): each starts and stops its own cluster, gunicorn and nginx.
+# Benchmarks (docs/performance.md): each starts and stops its own cluster, app servers and nginx.
 bench:
 	@bash bench/run.sh full --scale $(SCALE)
 

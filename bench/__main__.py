@@ -4,6 +4,9 @@ full   every measurement of issue 5 (≤ 10 minutes); results in bench/results/<
 smoke  every measurement path once at a tiny scale (< 60 s), so the harness never rots; results in
        bench/results/smoke/ (git-ignored: they are not results)
 soak   10x nominal load for --duration, then the end-to-end check; bench/results/<date>-<sha>-soak.{md,json}
+compare  only the app servers compared (full's first phase, ≈ 3 minutes); bench/results/<date>-<sha>-compare.*
+proxy  the project's nginx configuration against variants (keep-alive, body buffering; ≈ 4 minutes);
+       bench/results/<date>-<sha>-proxy.*
 """
 
 import argparse
@@ -28,7 +31,7 @@ def duration(text):
 
 def main():
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["full", "smoke", "soak"])
+    parser.add_argument("mode", choices=["full", "smoke", "soak", "compare", "proxy"])
     parser.add_argument("--scale", type=float, help="query dataset size: x 100 devices (full default 0.05)")
     parser.add_argument("--duration", type=duration, default=600, help="soak duration (default 10m)")
     parser.add_argument("--output", type=Path, help="results directory")
@@ -36,9 +39,10 @@ def main():
 
     sys.path.insert(0, str(ROOT))
     from bench.plans import PLANS
+    from bench.servers import DEFAULT, SERVERS
     from bench.stack import Stack, log
 
-    plan = PLANS[args.mode]
+    plan = PLANS["full" if args.mode in ("compare", "proxy") else args.mode]
     if args.scale is not None:
         plan = plan.__class__(**{**plan.__dict__, "scale": args.scale})
     output = args.output or (RESULTS / "smoke" if args.mode == "smoke" else RESULTS)
@@ -51,7 +55,9 @@ def main():
 
     psycopg2.extensions.set_wait_callback(psycopg2.extras.wait_select)
 
-    with Stack(durable=plan.durable) as stack:
+    others = [] if args.mode in ("soak", "proxy") else [name for name in SERVERS if name != DEFAULT]
+    server_names = [DEFAULT, *others]
+    with Stack(durable=plan.durable, server_names=server_names) as stack:
         os.environ.update(stack.env)
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "iothub.settings")
         import django
@@ -61,7 +67,7 @@ def main():
         from bench.measure import Bench
 
         results = {
-            "plan": plan.name,
+            "plan": args.mode,
             "plan_settings": plan.__dict__,
             "started": f"{started:%Y-%m-%d %H:%M}",
             "revision": report.git_revision(),
@@ -71,11 +77,17 @@ def main():
         bench = Bench(stack, plan, stack.dir / "work")
         if args.mode == "soak":
             phases = [("soak", lambda: bench.soak(args.duration))]
+        elif args.mode == "compare":
+            phases = [("serving_stack", bench.serving_stack)]
+        elif args.mode == "proxy":
+            phases = [("proxy_settings", bench.proxy_settings)]
         else:
             phases = [
+                ("serving_stack", bench.serving_stack),
                 ("single_ingest", bench.single_ingest),
                 ("profile", bench.profile_ingest),
                 ("batch_ingest", bench.batch_ingest),
+                ("batch_profile", bench.profile_batches),
                 ("rule_trigger", bench.trigger_overhead),
                 ("soak", lambda: bench.soak(plan.soak_seconds)),
                 ("queries", bench.queries),
@@ -88,10 +100,12 @@ def main():
             results["phase_seconds"][name] = round(time.monotonic() - phase_began, 1)
         results["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
         results["seconds"] = round(time.monotonic() - began, 1)
-        profile_raw = stack.dir / "work" / "py-spy-ingest.txt"
-        markdown = report.write(results, output, suffix="-soak" if args.mode == "soak" else "")
-        if profile_raw.exists():
-            (markdown.parent / f"{markdown.stem}-py-spy.txt").write_bytes(profile_raw.read_bytes())
+        markdown = report.write(results, output, suffix="" if args.mode in ("full", "smoke") else f"-{args.mode}")
+        for profile_raw in (stack.dir / "work").glob("py-spy-*.txt"):
+            kind = profile_raw.stem.removeprefix("py-spy-").replace("ingest", "")
+            (markdown.parent / f"{markdown.stem}-py-spy{'-' if kind else ''}{kind}.txt").write_bytes(
+                profile_raw.read_bytes()
+            )
     log(f"results: {markdown} ({time.monotonic() - began:.0f} s)")
     print(markdown.read_text())
     failed = [goal for goal in results["goals"] if goal["goal"].startswith("soak") and not goal["met"]]

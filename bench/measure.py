@@ -9,6 +9,7 @@ import math
 import statistics
 import threading
 import time
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,6 +30,23 @@ from telemetry import buckets, selectors
 from telemetry.ingest.services import MERGE_READINGS, insert_readings_parameters  # the batches statement, as is
 
 NOMINAL_RATE = 100  # the specified fleet: 100 devices x 1 reading/s
+# Variants of the project's nginx configuration (docker/nginx/templates/iothub.conf.template), each an edit of the
+# rendered text, that `python -m bench proxy` measures against it.
+PROXY_VARIANTS = {
+    "no upstream keep-alive": lambda text: text.replace("    keepalive 32;\n", "").replace(
+        "    keepalive_timeout 4s;\n", ""
+    ),
+    "ingest bodies over 16 kB in a file": lambda text: text.replace("client_body_buffer_size 1100k;", ""),
+    "ingest bodies unbuffered": lambda text: text.replace(
+        "client_body_buffer_size 1100k;", "client_body_buffer_size 1100k;\n            proxy_request_buffering off;"
+    ),
+}
+PROXY_VARIANT_DESCRIPTIONS = {
+    "no upstream keep-alive": "a new connection to the app server per request (no `keepalive` in the upstream)",
+    "ingest bodies over 16 kB in a file": "ingest without `client_body_buffer_size 1100k` (nginx's default 16 kB: "
+    "larger bodies are written to a temporary file first)",
+    "ingest bodies unbuffered": "ingest with `proxy_request_buffering off`: the body passed on as it arrives",
+}
 BATCH_SIZES = (100, 500, 1000)
 RULE_COUNTS = (0, 10, 100)
 TRIGGER_BATCH = 1000
@@ -53,9 +71,9 @@ class Bench:
         # send them (older ones would be late data for the aggregates). A whole run spans seconds.
         self.next_base = data.utc_now().replace(microsecond=0) + timedelta(seconds=1)
         self.groups = [
-            Group("gunicorn", stack.gunicorn_pid()),
+            Group(stack.primary.name, stack.primary.process.pid),
             Group("postgresql", stack.postmaster_pid()),
-            Group("nginx", stack.nginx_pid()),
+            Group("nginx", stack.primary.nginx.pid),
         ]
         self.sampler = Sampler(self.groups)
 
@@ -85,11 +103,11 @@ class Bench:
             env["BENCH_AUTH"] = f"Bearer {token}"
         return env
 
-    def ingest(self, seconds, *, threads, connections, rate=0, batch=1, bound_rate=20_000):
+    def ingest(self, seconds, *, threads, connections, rate=0, batch=1, bound_rate=20_000, url=None):
         """One wrk ingest run in a fresh window of time; checks the readings stayed inside it."""
         base, span = self.window(max(bound_rate, rate) * batch * seconds)
         result = wrk.run(
-            self.url, seconds=seconds, threads=threads, connections=connections, env=self.ingest_env(base),
+            url or self.url, seconds=seconds, threads=threads, connections=connections, env=self.ingest_env(base),
             rate=rate, batch=batch,
         )  # fmt: skip
         highest = max(thread["max_reading"] for thread in result.threads)
@@ -97,6 +115,115 @@ class Bench:
             raise RuntimeError(f"run overflowed its window of time: reading {highest} beyond {span}")
         result.base = base
         return result
+
+    # (0) the app servers compared ---------------------------------------------------------------------------------
+
+    def serving_stack(self):
+        """Every app server of the run (bench.servers) behind its own nginx on the project's configuration, on the
+        same database: the trivial endpoint, single readings and batches, unpaced."""
+        targets = {
+            name: (server.url, server.process.pid, server.nginx.pid) for name, server in self.stack.servers.items()
+        }
+        figures = self._compare(targets, ["trivial", "single", "batch_100", "batch_500"])
+        figures["servers"] = {name: server.server.description for name, server in self.stack.servers.items()}
+        return figures
+
+    def proxy_settings(self):
+        """The project's nginx configuration against variants of it, each in front of the same app server: without
+        upstream keep-alive, with ingest bodies over 16 kB buffered in a temporary file, with ingest bodies passed
+        on unbuffered as they arrive."""
+        primary = self.stack.primary
+        targets = {"project": (primary.url, primary.process.pid, primary.nginx.pid)}
+        for name, edit in PROXY_VARIANTS.items():
+            nginx, url = self.stack.start_nginx_variant(name, edit)
+            targets[name] = (url, primary.process.pid, nginx.pid)
+        figures = self._compare(targets, ["single", "batch_100", "batch_500"])
+        figures["variants"] = {name: PROXY_VARIANT_DESCRIPTIONS[name] for name in PROXY_VARIANTS}
+        return figures
+
+    def _compare(self, targets, kinds):
+        """Unpaced runs of each kind against each target ``{name: (HTTPS base URL, app server pid, nginx pid)}``.
+        The targets take turns run by run, in an order reversed every round, so a slow stretch of the shared
+        machine hits all; per target and kind the median round's rate, and the CPU each process group used per
+        request over all rounds (app server, nginx, PostgreSQL, wrk): the figure a loaded machine disturbs least.
+        Ratios of every target to the first."""
+        plan = self.plan
+        names = list(targets)
+        health = self.get_env("health", ["/api/v1/health/"])
+        options = {
+            "trivial": {"threads": 2, "connections": 32},
+            "single": {"threads": 2, "connections": 32},
+            "batch_100": {"threads": 2, "connections": 8, "batch": 100},
+            "batch_500": {"threads": 2, "connections": 8, "batch": 500},
+        }
+        runs = {name: {kind: [] for kind in kinds} for name in names}
+        cpu = {name: {kind: Counter() for kind in kinds} for name in names}
+        for round_ in range(plan.compare_rounds):
+            order = names if round_ % 2 == 0 else names[::-1]
+            for kind in kinds:
+                for name in order:
+                    url, app_pid, nginx_pid = targets[name]
+                    groups = [
+                        Group("app server", app_pid),
+                        Group("nginx", nginx_pid),
+                        Group("postgresql", self.stack.postmaster_pid()),
+                    ]
+                    log(f"round {round_ + 1}: {name}, {kind.replace('_', ' of ')}")
+                    before = {group.name: group.cpu_seconds() for group in groups}
+                    if kind == "trivial":
+                        result = wrk.run(url + "/", seconds=plan.compare_seconds, env=health, **options[kind])
+                    else:
+                        batch = options[kind].get("batch", 1)
+                        result = self.ingest(
+                            plan.compare_seconds, url=url + "/", bound_rate=20_000 // batch, **options[kind]
+                        )
+                    for group in groups:
+                        cpu[name][kind][group.name] += group.cpu_seconds() - before[group.name]
+                    cpu[name][kind]["wrk"] += result.cpu_seconds
+                    cpu[name][kind]["requests"] += result.requests
+                    runs[name][kind].append(result.summary())
+        figures = {"targets": names, "kinds": kinds}
+        for name in names:
+            figures[name] = {}
+            for kind in kinds:
+                rounds = runs[name][kind]
+                median = sorted(rounds, key=lambda r: r["requests_per_second"])[len(rounds) // 2]
+                used = cpu[name][kind]
+                requests = max(used.pop("requests"), 1)
+                figures[name][kind] = {
+                    "median": median,
+                    "rounds_requests_per_second": [r["requests_per_second"] for r in rounds],
+                    "errors": sum(r["errors"] for r in rounds),
+                    "cpu_us_per_request": {
+                        group: round(seconds * 1e6 / requests) for group, seconds in sorted(used.items())
+                    },
+                    "cpu_us_per_request_total": round(sum(used.values()) * 1e6 / requests),
+                }
+        first = names[0]
+        figures["ratios"] = {
+            other: {
+                kind: {
+                    "requests_per_second": round(
+                        figures[other][kind]["median"]["requests_per_second"]
+                        / figures[first][kind]["median"]["requests_per_second"],
+                        3,
+                    ),
+                    "cpu_per_request": round(
+                        figures[other][kind]["cpu_us_per_request_total"]
+                        / figures[first][kind]["cpu_us_per_request_total"],
+                        3,
+                    ),
+                    "app_server_cpu_per_request": round(
+                        figures[other][kind]["cpu_us_per_request"]["app server"]
+                        / max(figures[first][kind]["cpu_us_per_request"]["app server"], 1),
+                        3,
+                    ),
+                }
+                for kind in kinds
+            }
+            for other in names[1:]
+        }
+        return figures
 
     # (1) single-reading ingest -----------------------------------------------------------------------------------
 
@@ -146,14 +273,22 @@ class Bench:
         return figures
 
     def profile_ingest(self):
-        """py-spy over every gunicorn worker during an unpaced single-reading run."""
+        """py-spy over every app server worker during an unpaced single-reading run."""
+        return self._profile("ingest", batch=1, connections=32)
+
+    def profile_batches(self):
+        """py-spy over every app server worker during unpaced batches of each size (8 connections, as in (2))."""
+        return {str(batch): self._profile(f"batch-{batch}", batch=batch, connections=8) for batch in BATCH_SIZES}
+
+    def _profile(self, name, *, batch, connections):
         seconds = self.plan.profile_seconds
-        raw = self.workdir / "py-spy-ingest.txt"
-        log(f"profile: py-spy on the gunicorn workers during {seconds} s of single-reading ingest")
-        recorder = profile.record(self.stack.gunicorn_pid(), seconds + 1, raw)
+        raw = self.workdir / f"py-spy-{name}.txt"
+        what = "single-reading ingest" if batch == 1 else f"batches of {batch}"
+        log(f"profile: py-spy on the {self.stack.primary.name} workers during {seconds} s of {what}")
+        recorder = profile.record(self.stack.primary.process.pid, seconds + 1, raw)
         try:
             time.sleep(0.5)  # py-spy attaches to every worker first
-            result = self.ingest(seconds, threads=2, connections=32)
+            result = self.ingest(seconds, threads=2, connections=connections, batch=batch, bound_rate=20_000 // batch)
         finally:
             _, errors = recorder.communicate(timeout=seconds + 60)
         if recorder.returncode != 0 or not raw.exists():

@@ -22,10 +22,12 @@ class Plan:
     query_seconds: int
     sql_repeats: int
     soak_seconds: int
+    compare_seconds: int  # (0): each unpaced run of each app server
+    compare_rounds: int
 
 
 PLANS = {
-    "full": Plan("full", True, 8, 3, 12, 10, 12, 200_000, 100, 2, 0.05, 90, 8, 20, 30),
-    "smoke": Plan("smoke", False, 1, 1, 1, 1, 1, 5_000, 3, 1, 0.01, 2, 1, 1, 2),
-    "soak": Plan("soak", True, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+    "full": Plan("full", True, 8, 3, 12, 10, 12, 200_000, 100, 2, 0.05, 90, 8, 20, 30, 6, 3),
+    "smoke": Plan("smoke", False, 1, 1, 1, 1, 1, 5_000, 3, 1, 0.01, 2, 1, 1, 2, 1, 1),
+    "soak": Plan("soak", True, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
 }

@@ -66,7 +66,8 @@ def _cpu_seconds(pid, *, with_reaped_children):
 
 
 class Group:
-    """A parent process and its children: gunicorn's master and workers, the postmaster and its backends."""
+    """A parent process and its children: an app server's main process and workers, the postmaster and its
+    backends."""
 
     def __init__(self, name, parent_pid):
         self.name = name

@@ -1,7 +1,7 @@
-"""Where a gunicorn worker's time goes while it serves ingest: py-spy samples of every worker, summarised.
+"""Where an app server worker's time goes while it serves ingest: py-spy samples of every worker, summarised.
 
 py-spy records with ``--idle`` so time spent waiting for PostgreSQL counts; only samples taken while a worker
-thread handles a request are kept (the poller and idle pool threads are dropped). Each sample is put in the first
+thread handles a request are kept (the server's own idle threads are dropped). Each sample is put in the first
 category (in CATEGORIES order) that one of its frames matches, so a query's wait counts where it was issued.
 """
 
@@ -25,18 +25,23 @@ CATEGORIES = [
     ),
     ("database: other queries", lambda f: "django/db/" in f),
     ("validation (telemetry/ingest/validation.py)", lambda f: "telemetry/ingest/validation.py" in f),
+    ("reading the body (wsgi.input)", lambda f: f.startswith("read_body (") or f.startswith("read (")),
     ("JSON parsing of the body", lambda f: "parsers.py" in f or "json" in f.split(" (")[0]),
+    ("the INSERT's parameter (first of each reading, orjson.dumps)", lambda f: f.startswith("reading_ingest (")),
     ("response rendering (DRF renderer)", lambda f: "renderers.py" in f),
     ("access log", lambda f: "glogging.py" in f or "logging/" in f),
     ("DRF request/view machinery", lambda f: "rest_framework/" in f),
     ("Django middleware and handlers", lambda f: "django/" in f),
     ("gunicorn HTTP parsing and socket I/O", lambda f: "gunicorn/" in f),
+    ("granian's WSGI glue (environ, response)", lambda f: "granian/" in f),
 ]
-REQUEST = "handle_request ("
+# A frame of each server's request handling: gunicorn's worker method, granian's WSGI callback.
+REQUEST = ("handle_request (", "_runner (")
 
 
 def record(pid, seconds, output, rate=250):
-    """Starts py-spy on gunicorn's master and its workers for ``seconds``; returns the process (wait on it)."""
+    """Starts py-spy on the app server's main process and its workers for ``seconds``; returns the process (wait
+    on it)."""
     if PY_SPY is None:
         raise SystemExit("py-spy is not installed (it is pinned in requirements-dev.txt)")
     return subprocess.Popen(
@@ -59,7 +64,7 @@ def summarise(raw_path, top=12):
         if not line.strip():
             continue
         frames, count = _frames(line)
-        if not any(REQUEST in frame for frame in frames):
+        if not any(marker in frame for frame in frames for marker in REQUEST):
             continue
         total += count
         leaves[_short(frames[-1])] += count

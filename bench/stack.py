@@ -1,13 +1,15 @@
 """The stack a benchmark runs against, started and stopped by the run itself.
 
 A private PostgreSQL 15 + TimescaleDB cluster (scripts/dev/lib.sh's helpers, on a free port, under the state
-directory, never the `make run` one), the migrated app database, gunicorn with the project's gunicorn.conf.py, and
-nginx from apt with the project's proxy configuration over HTTPS on loopback (ingest rate limit off). Everything
+directory, never the `make run` one), the migrated app database, the app servers of bench/servers.py (granian as the
+project runs it, and gunicorn as the baseline of the comparison), and in front of each an nginx from apt with the
+project's proxy configuration over HTTPS on loopback (ingest rate limit off). Everything
 is stopped and the cluster deleted on exit, also on failure, Ctrl-C or SIGTERM; a run killed outright is cleaned
 up by the next one.
 """
 
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -17,13 +19,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from bench import servers
 from bench.nginx import NGINX, ROOT, write_config
 
 LIB = ROOT / "scripts" / "dev" / "lib.sh"
-VENV_BIN = Path(sys.executable).parent
 APP_ROLE = APP_DB = "iothub"
 
 
@@ -110,11 +113,23 @@ def clean_leftovers(base):
         if pid_alive(owner):
             continue
         log(f"cleaning up {directory} (its run {owner} is gone)")
-        _stop_pid_file(directory / "nginx" / "nginx.pid")
-        _stop_pid_file(directory / "gunicorn.pid")
+        for pid_file in [*directory.glob("nginx-*/nginx.pid"), *directory.glob("*.pid")]:
+            _stop_pid_file(pid_file)
         if (directory / "pg" / "data" / "PG_VERSION").exists():
             lib("cluster_stop", directory / "pg")
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@dataclass
+class RunningServer:
+    """An app server of the run and the nginx in front of it (``url``: HTTPS through that nginx)."""
+
+    name: str
+    server: servers.Server
+    port: int
+    process: subprocess.Popen
+    nginx: subprocess.Popen
+    url: str
 
 
 def _raise_system_exit(signum, frame):
@@ -124,9 +139,10 @@ def _raise_system_exit(signum, frame):
 class Stack:
     """``with Stack(durable=...) as stack:`` a running stack; ``stack.url`` is the HTTPS base URL."""
 
-    def __init__(self, *, durable=True):
+    def __init__(self, *, durable=True, server_names=(servers.DEFAULT,)):
         self.durable = durable
-        self.gunicorn = self.nginx = None
+        self.server_names = list(server_names)
+        self._processes = []  # (process, its stop signal), in start order
         self.cluster_started = False
 
     # Lifecycle ---------------------------------------------------------------------------------------------------
@@ -147,15 +163,15 @@ class Stack:
         return self
 
     def __exit__(self, *exc_info):
-        log("stopping nginx, gunicorn and PostgreSQL")
+        log("stopping nginx, the app servers and PostgreSQL")
         try:
             from django.db import connections
 
             connections.close_all()
         except Exception:  # Django may not be set up yet: nothing to close then
             pass
-        stop_process(self.nginx)  # SIGTERM: nginx's fast shutdown
-        stop_process(self.gunicorn, sig=signal.SIGINT)  # gunicorn's quick shutdown: no draining of keep-alives
+        for process, stop_signal in reversed(self._processes):
+            stop_process(process, sig=stop_signal)
         if self.cluster_started:
             # Immediate: the cluster is deleted next (or kept only for its log).
             lib_script('as_pg "$PG_BIN/pg_ctl" -D "$1" -m immediate -w -t 60 stop >/dev/null', self.cluster / "data")
@@ -199,8 +215,7 @@ class Stack:
         self.manage("migrate", "--noinput", "-v", "0")
         self.manage("apply_timescale_policies")
         self._certificate()
-        self._start_gunicorn()
-        self._start_nginx()
+        self._start_servers()
         log("waiting for the health endpoint through nginx")
         self.wait_healthy()
 
@@ -219,37 +234,48 @@ class Stack:
             check=True, capture_output=True, timeout=60,
         )  # fmt: skip
 
-    def _start_gunicorn(self):
-        self.gunicorn_port = free_port()
-        log(f"gunicorn (gunicorn.conf.py) on 127.0.0.1:{self.gunicorn_port}")
-        env = {
-            **self.env,
-            "GUNICORN_BIND": f"127.0.0.1:{self.gunicorn_port}",
-            "GUNICORN_ACCESS_LOG": "",  # off, as in the container stack: nginx logs every request
-        }
-        with (self.dir / "logs" / "gunicorn.log").open("w") as output:
-            self.gunicorn = subprocess.Popen(
-                [VENV_BIN / "gunicorn", "iothub.wsgi", "--pid", self.dir / "gunicorn.pid"],
-                cwd=ROOT,
-                env=env,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C reaches this process only, which stops gunicorn in order
-            )
-        self._wait(lambda: port_open(self.gunicorn_port), self.gunicorn, "gunicorn.log")
+    def _start_servers(self):
+        """Every app server of the run (bench.servers), each behind an nginx of its own on the same configuration;
+        the first is the one every measurement but the comparison uses."""
+        self.servers = {}
+        for name in self.server_names:
+            server = servers.SERVERS[name]
+            port, pid_file = free_port(), self.dir / f"{name}.pid"
+            log(f"{server.description} on 127.0.0.1:{port}")
+            with (self.dir / "logs" / f"{name}.log").open("w") as output:
+                process = subprocess.Popen(
+                    server.command(pid_file),
+                    cwd=ROOT,
+                    env={**self.env, **server.environment(port, pid_file)},
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # Ctrl-C reaches this process only, which stops the server in order
+                )
+            self._processes.append((process, server.stop_signal))
+            self._wait(lambda port=port: port_open(port), process, f"{name}.log")
+            nginx, url = self._start_nginx(name, port)
+            self.servers[name] = RunningServer(name, server, port, process, nginx, url)
+        self.primary = self.servers[self.server_names[0]]
+        self.url = self.primary.url
 
-    def _start_nginx(self):
+    def start_nginx_variant(self, name, edit):
+        """Another nginx in front of the first app server, on the project's configuration changed by ``edit`` (a
+        function of the rendered text): ``(process, HTTPS base URL)``, stopped with the stack."""
+        return self._start_nginx(name, self.primary.port, edit=edit)
+
+    def _start_nginx(self, name, upstream_port, edit=None):
         if NGINX is None:
             raise SystemExit("nginx is not installed (Debian: apt-get install nginx-light)")
-        http_port, self.https_port = free_port(), free_port()
-        directory = self.dir / "nginx"
+        http_port, https_port = free_port(), free_port()
+        slug = re.sub(r"[^a-z0-9]+", "-", name.lower())  # a path nginx's configuration can hold
+        directory = self.dir / f"nginx-{slug}"
         directory.mkdir()
-        log(f"nginx (docker/nginx/templates/iothub.conf.template) on https://127.0.0.1:{self.https_port}")
+        log(f"nginx (docker/nginx/templates/iothub.conf.template) on https://127.0.0.1:{https_port} for {name}")
         variables = {
             "NGINX_HTTP_PORT": f"127.0.0.1:{http_port}",
-            "NGINX_HTTPS_PORT": f"127.0.0.1:{self.https_port}",
-            "NGINX_HTTPS_PORT_SUFFIX": f":{self.https_port}",
-            "NGINX_UPSTREAM": f"127.0.0.1:{self.gunicorn_port}",
+            "NGINX_HTTPS_PORT": f"127.0.0.1:{https_port}",
+            "NGINX_HTTPS_PORT_SUFFIX": f":{https_port}",
+            "NGINX_UPSTREAM": f"127.0.0.1:{upstream_port}",
             "NGINX_INGEST_RATE": "1000r/s",
             "NGINX_INGEST_BURST": "2000",
             "NGINX_INGEST_RATE_LIMIT": "off",
@@ -257,13 +283,17 @@ class Stack:
         }
         # The image's nginx.conf: one worker per core, 1,024 connections each.
         command = write_config(directory, variables, worker_processes="auto", worker_connections=1024)
+        if edit:
+            rendered = directory / "iothub.conf"
+            text = rendered.read_text()
+            if edit(text) == text:
+                raise RuntimeError(f"the nginx variant {name!r} changes nothing: the template changed?")
+            rendered.write_text(edit(text))
         subprocess.run([*command, "-t"], check=True, capture_output=True, timeout=30)
-        self.nginx = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-        )
-        self.nginx_dir = directory
-        self._wait(lambda: port_open(self.https_port), self.nginx, "../nginx/error.log")
-        self.url = f"https://127.0.0.1:{self.https_port}"
+        nginx = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self._processes.append((nginx, signal.SIGTERM))  # SIGTERM: nginx's fast shutdown
+        self._wait(lambda: port_open(https_port), nginx, f"../nginx-{slug}/error.log")
+        return nginx, f"https://127.0.0.1:{https_port}"
 
     def _wait(self, ready, process, log_name, timeout=60):
         deadline = time.monotonic() + timeout
@@ -302,12 +332,6 @@ class Stack:
 
     def postmaster_pid(self):
         return int((self.cluster / "data" / "postmaster.pid").read_text().split()[0])
-
-    def nginx_pid(self):
-        return self.nginx.pid
-
-    def gunicorn_pid(self):
-        return self.gunicorn.pid
 
     def pg_psql(self, sql):
         """One statement as the cluster's superuser (versions and settings the app role may not read)."""

@@ -2,7 +2,7 @@
 # The image's entrypoint (see docker-compose.yml):
 #   init    one-shot, as root: generates the secrets (kept across restarts), and a self-signed certificate unless
 #           one is mounted
-#   web     waits for the database, migrates, applies the TimescaleDB policies, ensures the admin, runs gunicorn
+#   web     waits for the database, migrates, applies the TimescaleDB policies, ensures the admin, runs granian
 #   worker  waits for the migrations, runs manage.py run_worker
 # Anything else runs as given, with the same environment: `docker compose run --rm web manage.py shell`.
 set -eu
@@ -161,8 +161,8 @@ case ${1:-web} in
                 fi
                 ;;
         esac
-        # gunicorn.conf.py: bind 0.0.0.0:8000, workers and threads from the environment.
-        exec gunicorn iothub.wsgi
+        # iothub/serve.py: granian on 0.0.0.0:8000, workers and threads from the environment.
+        exec python -m iothub.serve
         ;;
     worker)
         load_environment

@@ -4,7 +4,7 @@ The TCP peer (``REMOTE_ADDR``) is the client, unless it is one of ``TRUSTED_PROX
 ``X-Forwarded-For`` names the client. The header is read from the right, where the nearest proxy wrote it, and the
 first address that is not a trusted proxy is the client; what a client wrote further left is never believed. The
 project's nginx replaces the header with the connection's address (docker/nginx/templates), so behind it the
-header holds exactly one address. Anyone else's header is ignored: a client that reaches gunicorn directly (as in
+header holds exactly one address. Anyone else's header is ignored: a client that reaches the app server directly (as in
 `make run`, which trusts no proxy) cannot choose its address.
 """
 
@@ -12,7 +12,7 @@ import ipaddress
 
 from django.conf import settings
 
-# What REMOTE_ADDR holds when gunicorn listens on a Unix socket: no address to key on.
+# What REMOTE_ADDR holds when the app server listens on a Unix socket: no address to key on.
 UNKNOWN_ADDRESS = "0.0.0.0"
 
 

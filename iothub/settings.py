@@ -177,7 +177,7 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 
-# Behind the TLS proxy (nginx in compose) or gunicorn's own TLS (`make run`).
+# Behind the TLS proxy (nginx in compose) or the app server's own TLS (`make run`).
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
 # Container healthchecks probe plain HTTP inside the network.

@@ -20,7 +20,7 @@ def bound_request_statements(sender, connection, **kwargs):
 
 connection_created.connect(bound_request_statements, dispatch_uid="iothub.wsgi.bound_request_statements")
 
-# A worker refuses to boot on a database migrated under another TimescaleDB edition (gunicorn then stops).
+# A worker refuses to boot on a database migrated under another TimescaleDB edition (the app server then stops).
 from iothub import edition  # noqa: E402  (needs the apps loaded)
 
 edition.check_at_start()

@@ -85,7 +85,7 @@ def connect_separately():
 
 
 def env_for_test_database():
-    """The environment of a process (manage.py, gunicorn) that uses the test database instead of the app's."""
+    """The environment of a process (manage.py, the app server) that uses the test database instead of the app's."""
     params = connection.get_connection_params()
     url = (
         f"postgres://{quote(params['user'], safe='')}:{quote(params['password'], safe='')}"

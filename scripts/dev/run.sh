@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make run`: the stack without Docker — a persistent cluster, migrations, gunicorn serving HTTPS on
+# `make run`: the stack without Docker — a persistent cluster, migrations, granian serving HTTPS on
 # https://localhost:8443 and the worker. Returns once the health endpoint answers; `make stop` stops it all.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -56,7 +56,7 @@ fi
 export DATABASE_URL="postgres://$APP_ROLE:$DB_PASSWORD@127.0.0.1:$port/$APP_DB"
 export DJANGO_ALLOWED_HOSTS=${DJANGO_ALLOWED_HOSTS:-localhost,127.0.0.1}
 export DJANGO_STATIC_ROOT=$state/static
-# Clients reach gunicorn directly, with no proxy: none of them may name its own address in X-Forwarded-For.
+# Clients reach the app server directly, with no proxy: none of them may name its own address in X-Forwarded-For.
 export TRUSTED_PROXIES=${TRUSTED_PROXIES-}
 # No HSTS pinning of "localhost" in the developer's browser.
 export DJANGO_SECURE_HSTS_SECONDS=${DJANGO_SECURE_HSTS_SECONDS:-0}
@@ -73,12 +73,12 @@ manage ensure_superuser
 pidfile() { echo "$state/$1.pid"; }
 running() { [ -f "$(pidfile "$1")" ] && kill -0 "$(cat "$(pidfile "$1")")" 2>/dev/null; }
 
-if ! running gunicorn; then
-    log "gunicorn on https://localhost:$https_port"
-    # Not --daemon: a daemon's stderr is /dev/null, and Django logs there (the stack trace behind every 500).
-    GUNICORN_BIND=127.0.0.1:$https_port GUNICORN_CERTFILE=$TLS_CERT_FILE GUNICORN_KEYFILE=$TLS_KEY_FILE \
-        GUNICORN_ACCESS_LOG=$state/logs/access.log \
-        nohup "$VENV/bin/gunicorn" iothub.wsgi --pid "$(pidfile gunicorn)" >>"$state/logs/gunicorn.log" 2>&1 &
+if ! running web; then
+    log "granian (iothub/serve.py) on https://localhost:$https_port"
+    # Its output to a file of its own: Django logs there (the stack trace behind every 500).
+    WEB_BIND=127.0.0.1:$https_port WEB_CERTFILE=$TLS_CERT_FILE WEB_KEYFILE=$TLS_KEY_FILE \
+        WEB_ACCESS_LOG=$state/logs/access.log WEB_PID_FILE="$(pidfile web)" \
+        nohup "$VENV/bin/python" -m iothub.serve >>"$state/logs/web.log" 2>&1 &
 fi
 if ! running worker; then
     log "worker"

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# `make stop`: stops what `make run` started — gunicorn, the worker and the cluster. Data is kept.
+# `make stop`: stops what `make run` started — the app server, the worker and the cluster. Data is kept.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 state=$(state_dir)
-for name in gunicorn worker; do
+# gunicorn: the app server of a `make run` started before granian replaced it.
+for name in web gunicorn worker; do
     pidfile=$state/$name.pid
     [ -f "$pidfile" ] || continue
     pid=$(cat "$pidfile")

@@ -90,7 +90,7 @@ for edition in $editions; do
     port=$((port + 1))
 done
 
-# The benchmark harness at a tiny scale, so it never rots (its own cluster, gunicorn and nginx; < 60 s). Only for
+# The benchmark harness at a tiny scale, so it never rots (its own cluster, app servers and nginx; < 60 s). Only for
 # the whole suite: `make test ARGS=…` runs just the tests asked for.
 if [ $# -eq 0 ] && [ "$failed" -eq 0 ]; then
     log "benchmark smoke run (make bench-smoke)"

@@ -31,7 +31,7 @@ MAX_MAGNITUDE = 1e288
 MAX_FUTURE = timedelta(minutes=5)
 
 FIELDS = frozenset({"device_id", "timestamp", "metrics"})
-METRIC_NAME = re.compile(METRIC_NAME_REGEX)
+_valid_name = re.compile(METRIC_NAME_REGEX).fullmatch
 
 
 class Reading(NamedTuple):
@@ -84,8 +84,9 @@ def validate_readings(payload, *, now, device_statuses):
         if not isinstance(item, dict):
             _error(errors, index, (), "A reading must be an object.", "invalid")
             continue
-        for name in sorted(item.keys() - FIELDS):
-            _error(errors, index, (name,), "Unknown field.", "unknown_field")
+        if not item.keys() <= FIELDS:
+            for name in sorted(item.keys() - FIELDS):
+                _error(errors, index, (name,), "Unknown field.", "unknown_field")
         device_id = _check_device_id(item, index, errors)
         if device_id is not None:
             device_refs.append((index, device_id))
@@ -183,38 +184,45 @@ def _check_metrics(item, index, errors):
 
 
 def _check_object(obj, index, parts, depth, errors):
-    """The rules every metrics object follows, nested ones included."""
+    """The rules every metrics object follows, nested ones included.
+
+    Run for every metric of every reading (a batch of 1,000 readings of 3 metrics: 3,000 times), so the valid case
+    does the least: the most common types first, one comparison per number, the pointer built only for a problem.
+    """
     if len(obj) > MAX_METRICS:
         _error(errors, index, parts, f"At most {MAX_METRICS} keys; this object has {len(obj)}.", "too_many_keys")
     for key, value in obj.items():
-        path = (*parts, key)
-        if not METRIC_NAME.fullmatch(key):
+        if not _valid_name(key):
             detail = "Invalid name: a letter or _ then up to 63 letters, digits, _, . or -."
-            _error(errors, index, path, detail, "invalid_name")
+            _error(errors, index, (*parts, key), detail, "invalid_name")
         value_type = type(value)
-        if value_type is str:
-            if len(value) > MAX_STRING_LENGTH:
-                _error(errors, index, path, f"Strings hold at most {MAX_STRING_LENGTH} characters.", "max_length")
-            elif "\x00" in value:  # PostgreSQL's jsonb can't store it
-                _error(errors, index, path, "Strings may not contain U+0000.", "invalid")
-        elif value_type is bool:
-            pass
+        if value_type is float:
+            # False for NaN and the infinities too, which the branch below tells apart.
+            if not -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:
+                if not math.isfinite(value):
+                    _error(errors, index, (*parts, key), "Numbers must be finite.", "invalid")
+                else:
+                    detail = f"Numbers must lie within ±{MAX_MAGNITUDE:g}, so that no aggregate sum can overflow."
+                    _error(errors, index, (*parts, key), detail, "out_of_range")
         elif value_type is int:
             if not -MAX_INTEGER <= value <= MAX_INTEGER:
-                _error(errors, index, path, "Integers must lie within ±2^53.", "out_of_range")
-        elif value_type is float:
-            if not math.isfinite(value):
-                _error(errors, index, path, "Numbers must be finite.", "invalid")
-            elif abs(value) > MAX_MAGNITUDE:
-                detail = f"Numbers must lie within ±{MAX_MAGNITUDE:g}, so that no aggregate sum can overflow."
-                _error(errors, index, path, detail, "out_of_range")
+                _error(errors, index, (*parts, key), "Integers must lie within ±2^53.", "out_of_range")
+        elif value_type is bool:
+            pass
+        elif value_type is str:
+            if len(value) > MAX_STRING_LENGTH:
+                detail = f"Strings hold at most {MAX_STRING_LENGTH} characters."
+                _error(errors, index, (*parts, key), detail, "max_length")
+            elif "\x00" in value:  # PostgreSQL's jsonb can't store it
+                _error(errors, index, (*parts, key), "Strings may not contain U+0000.", "invalid")
         elif value_type is dict:
+            path = (*parts, key)
             if depth == MAX_DEPTH:
                 _error(errors, index, path, f"Objects nest at most {MAX_DEPTH} deep inside metrics.", "max_depth")
             else:
                 _check_object(value, index, path, depth + 1, errors)
         elif value is None:
-            _error(errors, index, path, "null is not a metric value.", "null")
+            _error(errors, index, (*parts, key), "null is not a metric value.", "null")
         else:
             detail = "Values are numbers, booleans, strings or objects; arrays are not accepted."
-            _error(errors, index, path, detail, "invalid")
+            _error(errors, index, (*parts, key), detail, "invalid")

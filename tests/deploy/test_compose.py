@@ -73,15 +73,15 @@ def test_app_services_share_the_image_and_run_their_subcommand():
     assert SERVICES["init"]["restart"] == "no"
 
 
-# Every setting and gunicorn.conf.py value, as JSON.
+# Every setting and the app server's options (iothub/serve.py), as JSON.
 SNAPSHOT = """
-import json, runpy, types
+import json
 import django
 from django.conf import settings
+from iothub import serve
 django.setup()
 values = {name: getattr(settings, name) for name in dir(settings) if name.isupper()}
-gunicorn = runpy.run_path("gunicorn.conf.py")
-values["gunicorn"] = {k: v for k, v in gunicorn.items() if k[0] != "_" and not isinstance(v, types.ModuleType)}
+values["app server"] = serve.options()
 print(json.dumps(values, default=str, sort_keys=True))
 """
 
@@ -97,7 +97,7 @@ def _snapshot(environment):
 @pytest.mark.skipif((ROOT / ".env").exists(), reason="a local .env would change the defaults being compared")
 def test_compose_passes_the_application_defaults():
     """What compose hands the app when no variable is set must behave like the variables being unset: its
-    ${NAME:-default}s are copies of the defaults in settings.py and gunicorn.conf.py."""
+    ${NAME:-default}s are copies of the defaults in settings.py and iothub/serve.py."""
     required = {
         "PATH": os.environ["PATH"],
         "DJANGO_SETTINGS_MODULE": "iothub.settings",
@@ -110,7 +110,13 @@ def test_compose_passes_the_application_defaults():
         match = re.fullmatch(r"\$\{[A-Z0-9_]+:-(.*)\}", value)
         passed[name] = match.group(1) if match else value
     passed = {name: value for name, value in passed.items() if name not in required}
-    assert {"DJANGO_DEBUG", "DB_CONN_MAX_AGE", "TELEMETRY_RETENTION_DAYS", "WEB_CONCURRENCY"} <= passed.keys()
+    assert {
+        "DJANGO_DEBUG",
+        "DB_CONN_MAX_AGE",
+        "TELEMETRY_RETENTION_DAYS",
+        "WEB_CONCURRENCY",
+        "WEB_THREADS",
+    } <= passed.keys()
     assert _snapshot({**required, **passed}) == _snapshot(required)
 
 

@@ -55,11 +55,11 @@ services:
       - "127.0.0.1:${HTTPS_PORT}:443"
 """
 
-# What an error looks like in the logs of gunicorn, Django, the worker, PostgreSQL, nginx and the entrypoint.
+# What an error looks like in the logs of granian, Django, the worker, PostgreSQL, nginx and the entrypoint.
 ERROR_LINE = re.compile(r"\b(ERROR|CRITICAL|FATAL|PANIC)\b|Traceback|\[(error|crit|alert|emerg)\]|entrypoint: error")
 # Errors that are not faults, each for a reason:
 # nginx while web restarts on purpose (test_restarting_web…): the requests of that moment get a 502 (refused, or
-# reset: gunicorn closes its listening socket with connections no worker had accepted yet).
+# reset: the app server's workers close their listening sockets with connections they had not accepted yet).
 UPSTREAM_DOWN = re.compile(
     r"\[error\].*(connect\(\) failed|upstream prematurely closed|no live upstreams"
     r"|recv\(\) failed \(104: Connection reset by peer\) while reading response header)"
@@ -468,7 +468,7 @@ def test_no_secret_in_the_configuration_the_image_or_the_containers(stack):
 def test_app_containers_run_as_the_image_user(stack):
     for service in ("web", "worker"):
         assert stack.exec(service, "id", "-u").strip() == "10001", service
-        # Every process of the container, gunicorn's and the worker's included.
+        # Every process of the container, the app server's and the worker's included.
         top = stack.compose("top", service).stdout
         processes = top.split("UID", 1)[1].splitlines()[1:]
         users = {line.split()[0] for line in processes if line.strip()}
@@ -575,7 +575,7 @@ def test_every_log_is_readable_and_free_of_errors(stack):
     signs_of_life = {
         "init": "entrypoint: secrets in /run/iothub-secrets and the certificate in /etc/iothub/certs are ready",
         "db": "database system is ready to accept connections",
-        "web": "Booting worker",
+        "web": "Started worker-",  # granian, once a worker has loaded the app
         "worker": "Listening on notifications_pending",
         "proxy": f"GET {API}/health/",
     }

@@ -1,4 +1,4 @@
-"""The brute-force protection through the real stack: two gunicorn servers of two workers each on the test database
+"""The brute-force protection through the real stack: two app servers of two workers each on the test database
 (as two web containers would be), and the production nginx template in front of one of them over TLS, where the
 client address matters. Loopback only; every loop is a handful of requests.
 
@@ -25,7 +25,7 @@ from tests.deploy.test_proxy_tls import NGINX, Response, assert_problem, request
 
 pytestmark = [
     pytest.mark.skipif(NGINX is None, reason="nginx is not installed (Debian: apt-get install nginx-light)"),
-    # gunicorn is another process: it sees only what is committed.
+    # The app server is another process: it sees only what is committed.
     pytest.mark.django_db(transaction=True),
 ]
 
@@ -34,7 +34,7 @@ LIMIT = 3  # LOGIN_FAILURE_LIMIT
 ADDRESS_LIMIT = 8  # AUTH_THROTTLE_RATE per minute
 TOKEN = "/api/v1/auth/token/"
 ADMIN_LOGIN = "/admin/login/"
-# gunicorn behind the proxy: the header keeps Django from redirecting to HTTPS.
+# The app server behind the proxy: the header keeps Django from redirecting to HTTPS.
 PROXIED = {"X-Forwarded-Proto": "https", "Host": "127.0.0.1", "Content-Type": "application/json"}
 
 
@@ -46,7 +46,7 @@ def create_user(username, role="viewer"):
 
 @pytest.fixture(scope="module")
 def servers(django_db_setup, tmp_path_factory):
-    """Two gunicorn servers, two workers each, on the test database: [(port, access log)]."""
+    """Two app servers (``python -m iothub.serve``), two workers each, on the test database: [(port, access log)]."""
     database = connection.settings_dict
     database_url = "postgres://{}:{}@{}:{}/{}".format(
         *(quote(str(database[key]), safe="") for key in ("USER", "PASSWORD", "HOST", "PORT", "NAME"))
@@ -75,18 +75,18 @@ def servers(django_db_setup, tmp_path_factory):
     try:
         for number in range(2):
             port = free_port()
-            directory = tmp_path_factory.mktemp(f"gunicorn-{number}")
-            access_log, log = directory / "access.log", directory / "gunicorn.log"
+            directory = tmp_path_factory.mktemp(f"web-{number}")
+            access_log, log = directory / "access.log", directory / "web.log"
             with log.open("w") as output:
                 process = subprocess.Popen(
-                    [
-                        *(sys.executable, "-m", "gunicorn", "iothub.wsgi", "--bind", f"127.0.0.1:{port}"),
-                        *("--workers", "2", "--threads", "2"),
-                        # The worker's pid on each line: which process served each attempt.
-                        *("--access-logfile", str(access_log), "--access-logformat", "%(p)s %(m)s %(U)s %(s)s"),
-                    ],
+                    [sys.executable, "-m", "iothub.serve"],
                     cwd=ROOT,
-                    env=environment,
+                    # The access log starts each line with the worker's pid: which process served each attempt.
+                    env={
+                        **environment,
+                        "WEB_BIND": f"127.0.0.1:{port}",
+                        **{"WEB_CONCURRENCY": "2", "WEB_THREADS": "2", "WEB_ACCESS_LOG": str(access_log)},
+                    },
                     stdout=output,
                     stderr=subprocess.STDOUT,
                 )
@@ -126,7 +126,7 @@ def proxy(servers, certificate, tmp_path_factory):
 
 
 def direct_login(port, username, password="wrong"):
-    """To one gunicorn server, on a new connection, as the proxy would forward it (client: the loopback peer)."""
+    """To one app server, on a new connection, as the proxy would forward it (client: the loopback peer)."""
     body = json.dumps({"username": username, "password": password}).encode()
     return request(port, "POST", TOKEN, body=body, headers=PROXIED)
 
@@ -149,7 +149,7 @@ def proxied_login(https_port, tls, username, password="wrong", *, source="127.0.
 
 
 def worker_pids(access_log):
-    # gunicorn writes the pid as <1234>.
+    # iothub/serve.py's access log starts with the pid as <1234>.
     return [int(line.split()[0].strip("<>")) for line in access_log.read_text().splitlines() if f" {TOKEN} " in line]
 
 

@@ -2,6 +2,7 @@
 of its own (IOTHUB_STATE_DIR) on free loopback ports, stopped by `make reset`'s script, which deletes that state."""
 
 import os
+import re
 import ssl
 import subprocess
 import urllib.error
@@ -57,9 +58,20 @@ def test_make_run_serves_https_and_says_where(make_run):
 
 
 def test_django_logs_of_the_web_process_land_in_the_logs_folder(make_run):
-    # gunicorn used to run with --daemon, whose stderr is /dev/null: Django's log lines (the stack trace behind
-    # every 500) went nowhere.
+    # The app server used to run with --daemon, whose stderr is /dev/null: Django's log lines (the stack trace
+    # behind every 500) went nowhere.
     status, _ = get(make_run, "/api/v1/no-such-endpoint-for-the-log/")
     assert status == 404
-    log = (make_run["state"] / "logs" / "gunicorn.log").read_text()
+    log = (make_run["state"] / "logs" / "web.log").read_text()
     assert "Not Found: /api/v1/no-such-endpoint-for-the-log/" in log
+
+
+def test_the_web_process_logs_every_request_without_a_proxy(make_run):
+    # No nginx in front of `make run`: the app server's own access log is the record of requests, with the pid of
+    # the worker that served each one.
+    status, _ = get(make_run, "/api/v1/health/")
+    assert status == 200
+    lines = (make_run["state"] / "logs" / "access.log").read_text().splitlines()
+    line = next(line for line in lines if "/api/v1/health/" in line)
+    # HTTP/2 when the client offers it over TLS (granian negotiates it), else HTTP/1.1; the path without the query.
+    assert re.match(r'<\d+> 127\.0\.0\.1 "GET /api/v1/health/ HTTP/(1\.1|2)" 200 ', line), line

@@ -1,5 +1,6 @@
 """End to end through the proxy: the project's nginx template, rendered the way the nginx image renders it, in
-front of gunicorn serving the app on the test database, spoken to over real TLS. Loopback only."""
+front of the app server (granian, iothub/serve.py) serving the app on the test database, spoken to over real TLS.
+Loopback only."""
 
 import http.client
 import json
@@ -31,7 +32,7 @@ PROBLEM_MEMBERS = {"type", "title", "status", "detail", "code", "errors"}
 
 pytestmark = [
     pytest.mark.skipif(NGINX is None, reason="nginx is not installed (Debian: apt-get install nginx-light)"),
-    # gunicorn is another process: it sees only what is committed.
+    # The app server is another process: it sees only what is committed.
     pytest.mark.django_db(transaction=True),
 ]
 
@@ -114,17 +115,20 @@ def tls(certificate):
 
 
 @pytest.fixture(scope="module")
-def gunicorn(django_db_setup, tmp_path_factory):
-    """gunicorn serving iothub.wsgi on the test database (django_db_setup creates it for the marked tests). Several
-    workers behind the proxy: tests/deploy/test_login_protection_stack.py."""
+def app_server(django_db_setup, tmp_path_factory):
+    """The app server as the container runs it (``python -m iothub.serve``) on the test database (django_db_setup
+    creates it for the marked tests), one worker. Several servers behind the proxy:
+    tests/deploy/test_login_protection_stack.py."""
     database = connection.settings_dict
     database_url = "postgres://{}:{}@{}:{}/{}".format(
         *(quote(str(database[key]), safe="") for key in ("USER", "PASSWORD", "HOST", "PORT", "NAME"))
     )
     port = free_port()
-    log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
+    log = tmp_path_factory.mktemp("web") / "web.log"
     environment = {
         **os.environ,
+        "WEB_BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "1",
         "DATABASE_URL": database_url,
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "DJANGO_DEBUG": "0",
@@ -133,7 +137,7 @@ def gunicorn(django_db_setup, tmp_path_factory):
     }
     with log.open("w") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "iothub.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
+            [sys.executable, "-m", "iothub.serve"],
             cwd=ROOT,
             env=environment,
             stdout=output,
@@ -147,7 +151,7 @@ def gunicorn(django_db_setup, tmp_path_factory):
 
 
 @pytest.fixture
-def start_proxy(gunicorn, certificate, tmp_path):
+def start_proxy(app_server, certificate, tmp_path):
     """start_proxy(**NGINX_variables) -> (http_port, https_port): nginx on the rendered template."""
     processes = []
 
@@ -157,7 +161,7 @@ def start_proxy(gunicorn, certificate, tmp_path):
             "NGINX_HTTP_PORT": f"127.0.0.1:{http_port}",
             "NGINX_HTTPS_PORT": f"127.0.0.1:{https_port}",
             "NGINX_HTTPS_PORT_SUFFIX": f":{https_port}",
-            "NGINX_UPSTREAM": f"127.0.0.1:{gunicorn}",
+            "NGINX_UPSTREAM": f"127.0.0.1:{app_server}",
             **COMPOSE_INGEST_CEILING,
             "NGINX_INGEST_RATE_LIMIT": "on",
             "NGINX_CERT_DIR": str(certificate),
@@ -253,7 +257,7 @@ def test_body_just_over_1_mib_reaches_django_for_its_own_413(start_proxy, tls):
 
 def test_ingest_bodies_stay_in_memory_up_to_the_limit(start_proxy, tls, tmp_path):
     """nginx buffers a body larger than client_body_buffer_size (16k) in a temporary file, which cost each batch
-    ~40 ms on its way to gunicorn; the ingest location keeps bodies up to the limit in memory. Other locations do
+    ~40 ms on its way to the app server; the ingest location keeps bodies up to the limit in memory. Other locations do
     not (the warning nginx logs then shows that this check can see it)."""
     _, https_port = start_proxy()
     reading = {"device_id": "00000000-0000-4000-8000-000000000000", "timestamp": "2026-11-27T12:00:00Z"}

@@ -6,13 +6,14 @@ and a reload (new sessions serve the other edition; the community build serves b
 
 import os
 import subprocess
+import sys
 import time
 
 import psycopg2
 import pytest
 from django.db import IntegrityError, connection, transaction
 
-from bench.stack import ROOT, VENV_BIN, free_port, lib_script
+from bench.stack import ROOT, free_port, lib_script
 from iothub import edition
 from telemetry import timescale
 from tests.conftest import env_for_test_database, manage_on_test_database
@@ -91,7 +92,9 @@ def test_the_edition_is_recorded_when_migrated_and_read_from_the_record(timescal
     assert edition.recorded() == edition.current() == timescale.edition() == timescaledb_edition
 
 
-def test_a_library_serving_another_edition_stops_migrate_the_worker_and_gunicorn(timescaledb_edition, other_edition):
+def test_a_library_serving_another_edition_stops_migrate_the_worker_and_the_app_server(
+    timescaledb_edition, other_edition
+):
     expected = f"migrated under TimescaleDB's {timescaledb_edition} edition, but the TimescaleDB library now serves"
 
     migrate = manage_on_test_database("migrate", "--noinput")
@@ -103,18 +106,18 @@ def test_a_library_serving_another_edition_stops_migrate_the_worker_and_gunicorn
     assert worker.returncode != 0
     assert expected in worker.stderr, worker.stderr
 
-    # A worker that cannot boot stops gunicorn (exit 3), with the reason in its log.
-    port = free_port()
-    gunicorn = subprocess.run(
-        [VENV_BIN / "gunicorn", "iothub.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
+    # A worker that cannot boot stops the app server (granian: the replaced worker fails again at once, a crash
+    # loop), with the reason in its log.
+    server = subprocess.run(
+        [sys.executable, "-m", "iothub.serve"],
         cwd=ROOT,
-        env={**env_for_test_database(), "WEB_CONCURRENCY": "1"},
+        env={**env_for_test_database(), "WEB_BIND": f"127.0.0.1:{free_port()}", "WEB_CONCURRENCY": "1"},
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert gunicorn.returncode != 0
-    assert expected in gunicorn.stderr, gunicorn.stderr
+    assert server.returncode != 0
+    assert expected in server.stderr, server.stderr
 
 
 def test_health_is_unhealthy_while_the_library_serves_another_edition(admin_client, other_edition):

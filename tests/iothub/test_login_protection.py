@@ -1,6 +1,6 @@
 """The brute-force protection (iothub/login_protection.py) against the real database: the counters, their expiry,
 reset on success, the refresh endpoint, concurrency, pruning, Admin and the management command. The same through
-gunicorn workers and nginx: tests/deploy/test_login_protection_stack.py."""
+app server workers and nginx: tests/deploy/test_login_protection_stack.py."""
 
 import threading
 from datetime import timedelta

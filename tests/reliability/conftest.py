@@ -1,6 +1,7 @@
 """Fault injection against real processes: a PostgreSQL cluster of this package's own (the suite's cluster must
-survive, and it runs with fsync and synchronous_commit off), gunicorn and the worker as subprocesses, clients over
-loopback HTTP. Every test has a hard time limit and stops every process it started, whatever happens.
+survive, and it runs with fsync and synchronous_commit off), the app server (granian) and the worker as
+subprocesses, clients over loopback HTTP. Every test has a hard time limit and stops every process it started,
+whatever happens.
 
 The cluster runs with PostgreSQL's durable defaults (fsync, synchronous_commit on): that is what is under test.
 """
@@ -25,16 +26,16 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-# The proxy fixtures (nginx on the production template, gunicorn on the test database) for test_transport.py.
+# The proxy fixtures (nginx on the production template, the app server on the test database) for test_transport.py.
 from bench.stack import free_port, port_open
-from tests.deploy.test_proxy_tls import certificate, gunicorn, start_proxy, tls  # noqa: F401
+from tests.deploy.test_proxy_tls import app_server, certificate, start_proxy, tls  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 INGEST = "/api/v1/telemetry/ingest/"
 HEALTH = "/api/v1/health/"
 ADMIN_PASSWORD = "reliability-admin-password"  # a throwaway cluster's test user, deleted with it
-# gunicorn sits behind the TLS proxy in production; the proxy's header keeps Django from redirecting.
+# The app server sits behind the TLS proxy in production; the proxy's header keeps Django from redirecting.
 PROXIED = {"X-Forwarded-Proto": "https", "Host": "127.0.0.1"}
 PROBLEM_MEMBERS = {"type", "title", "status", "detail", "code", "errors"}
 
@@ -102,7 +103,7 @@ def wait_for(condition, *, timeout, interval=0.1, message="condition"):
 
 
 def stop_process(process, *, timeout=10):
-    """SIGTERM, then SIGKILL: only the process we started (and its process group, for gunicorn's workers)."""
+    """SIGTERM, then SIGKILL: only the process we started (and its process group, for the app server's workers)."""
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
@@ -131,6 +132,16 @@ def children_of(pid):
         if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
             found.append(int(entry.name))
     return found
+
+
+def process_age(pid):
+    """Seconds since ``pid`` started (0 when it is gone), from /proc."""
+    try:
+        started = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    return uptime - started / os.sysconf("SC_CLK_TCK")
 
 
 # --- the private PostgreSQL cluster ----------------------------------------------------------------------------
@@ -262,7 +273,8 @@ timescaledb.telemetry_level = off
 
 
 def app_environment(cluster, **overrides):
-    """The environment gunicorn, the worker and manage.py get: production settings (DEBUG off) on the cluster."""
+    """The environment the app server, the worker and manage.py get: production settings (DEBUG off) on the
+    cluster."""
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", "/root"),
@@ -364,37 +376,27 @@ def processes():
 
 
 @pytest.fixture
-def start_gunicorn(stack, processes, tmp_path):
-    """start_gunicorn(workers=, threads=, **environment) -> Server: gunicorn on a free loopback port."""
+def start_web_server(stack, processes, tmp_path):
+    """start_web_server(workers=, threads=, **environment) -> Server: the app server as the container runs it
+    (``python -m iothub.serve``: granian) on a free loopback port."""
 
     def start(*, workers=2, threads=2, **environment):
         port = free_port()
-        log = tmp_path / f"gunicorn-{port}.log"
+        log = tmp_path / f"web-{port}.log"
         process = processes.start(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "iothub.wsgi",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                str(workers),
-                "--threads",
-                str(threads),
-                "--access-logfile",
-                "/dev/null",
-            ],
-            env=stack.environment(**environment),
+            [sys.executable, "-m", "iothub.serve"],
+            env=stack.environment(
+                WEB_BIND=f"127.0.0.1:{port}", WEB_CONCURRENCY=str(workers), WEB_THREADS=str(threads), **environment
+            ),
             log=log,
         )
         try:
-            wait_for(lambda: port_open(port) or process.poll() is not None, timeout=30, message="gunicorn")
+            wait_for(lambda: port_open(port) or process.poll() is not None, timeout=30, message="the app server")
         finally:
             if process.poll() is not None:
-                raise AssertionError(f"gunicorn exited:\n{log.read_text()[-3000:]}")
+                raise AssertionError(f"the app server exited:\n{log.read_text()[-3000:]}")
         server = Server(port=port, process=process, workers=workers)
-        wait_for(lambda: len(server.worker_pids()) == workers, timeout=30, message="gunicorn workers")
+        wait_for(lambda: len(server.worker_pids()) == workers, timeout=30, message="the app server's workers")
         return server
 
     return start
@@ -422,6 +424,19 @@ class Server:
 
     def worker_pids(self):
         return children_of(self.process.pid)
+
+    def listening_sockets(self):
+        """Sockets listening on the server's port, from /proc/net/tcp: granian's workers listen each on a socket
+        of their own (SO_REUSEPORT), opened once the worker has loaded the app."""
+        local = f"0100007F:{self.port:04X}"
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+        return sum(1 for line in lines if line.split()[1] == local and line.split()[3] == "0A")
+
+    def oldest_worker(self, *, older_than=0.0):
+        """The pid of the worker that has run longest, if it has run more than ``older_than`` seconds."""
+        ages = {pid: process_age(pid) for pid in self.worker_pids()}
+        pid = max(ages, key=ages.get, default=None)
+        return pid if pid is not None and ages[pid] > older_than else None
 
     def kill_worker(self, pid):
         assert pid in self.worker_pids()

@@ -7,8 +7,8 @@
 - a statement stuck on a lock: the web server's ``statement_timeout`` cancels it, a 503 problem before the proxy
   gives up, and the database stops working on it; commands (migrate, refreshes, the worker) have no such limit;
 - partitioned (packets dropped): libpq's keepalives and ``tcp_user_timeout`` from the settings break the connection
-  within ``DB_TCP_TIMEOUT``, and gunicorn answers 503s within ``DB_TCP_TIMEOUT + DB_CONNECT_TIMEOUT``; proven in two
-  network namespaces this module creates, linked by a veth pair of their own.
+  within ``DB_TCP_TIMEOUT``, and the app server answers 503s within ``DB_TCP_TIMEOUT + DB_CONNECT_TIMEOUT``; proven
+  in two network namespaces this module creates, linked by a veth pair of their own.
 """
 
 import contextlib
@@ -59,7 +59,7 @@ WITHIN = PROXY_READ_TIMEOUT + 3
 
 @pytest.fixture
 def start_nginx(certificate, tmp_path):
-    """start_nginx(upstream_port) -> HTTPS port: nginx on the production template in front of that gunicorn."""
+    """start_nginx(upstream_port) -> HTTPS port: nginx on the production template in front of that app server."""
     if NGINX is None:
         pytest.skip("nginx is not installed (Debian: apt-get install nginx-light)")
     started = []
@@ -118,9 +118,9 @@ def _reading(device, timestamps):
     return {"device_id": device, "timestamp": timestamps.take(1)[0], "metrics": {"temperature": 21.5}}
 
 
-def _api_through_nginx(start_gunicorn, start_nginx, tls, *, threads):
-    """gunicorn (one worker) behind nginx: the HTTPS port and an admin's Authorization header."""
-    server = start_gunicorn(workers=1, threads=threads)
+def _api_through_nginx(start_web_server, start_nginx, tls, *, threads):
+    """The app server (one worker) behind nginx: the HTTPS port and an admin's Authorization header."""
+    server = start_web_server(workers=1, threads=threads)
     https = start_nginx(server.port)
     return https, _token(https, tls)
 
@@ -132,12 +132,12 @@ def _all_at_once(*calls):
 
 @pytest.mark.time_limit(90)
 def test_a_database_frozen_under_open_connections_costs_an_api_caller_seconds(
-    stack, start_gunicorn, start_nginx, tls, timestamps
+    stack, start_web_server, start_nginx, tls, timestamps
 ):
     device = stack.devices[2]
     stack.cluster.ensure_running()
     # One worker thread: every request meets the persistent connection that the first requests opened.
-    https, auth = _api_through_nginx(start_gunicorn, start_nginx, tls, threads=1)
+    https, auth = _api_through_nginx(start_web_server, start_nginx, tls, threads=1)
     read = f"/api/v1/devices/{device}/"
     for _ in range(3):
         assert https_request(https, tls, "POST", INGEST, body=_reading(device, timestamps)).status == 201
@@ -178,13 +178,13 @@ def test_a_database_frozen_under_open_connections_costs_an_api_caller_seconds(
 
 @pytest.mark.time_limit(60)
 def test_a_statement_stuck_on_a_lock_is_cancelled_with_a_503_before_the_proxy_gives_up(
-    stack, start_gunicorn, start_nginx, tls, timestamps
+    stack, start_web_server, start_nginx, tls, timestamps
 ):
     statement_timeout = settings.DB_STATEMENT_TIMEOUT  # the default: make test sets no DB_STATEMENT_TIMEOUT
     assert 0 < statement_timeout < PROXY_READ_TIMEOUT
     device = stack.devices[3]
     stack.cluster.ensure_running()
-    https, auth = _api_through_nginx(start_gunicorn, start_nginx, tls, threads=2)
+    https, auth = _api_through_nginx(start_web_server, start_nginx, tls, threads=2)
     read = f"/api/v1/devices/{device}/"
     assert https_request(https, tls, "GET", read, headers=auth).status == 200
 
@@ -459,7 +459,7 @@ def test_a_partitioned_database_breaks_the_connection_within_db_tcp_timeout(part
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
-    """HTTP over a Unix socket: it reaches gunicorn inside the client namespace from this one."""
+    """HTTP over a Unix socket: it reaches the app server inside the client namespace from this one."""
 
     def __init__(self, path, timeout):
         super().__init__("localhost", timeout=timeout)
@@ -485,22 +485,19 @@ def unix_request(path, method, url, *, body=None, timeout=WITHIN + 10):
 
 @pytest.mark.time_limit(90)
 def test_a_partitioned_database_costs_an_api_caller_a_503_within_seconds(partition, processes, tmp_path, timestamps):
-    """gunicorn in the client namespace, its connections open when the packets start being dropped: the app finds
+    """The app server in the client namespace, its connections open when the packets start being dropped: the app finds
     them broken within DB_TCP_TIMEOUT and a new one unreachable within DB_CONNECT_TIMEOUT: 503s, well before the
     proxy's bound."""
     link, cluster, device = partition.link, partition.cluster, partition.devices[0]
     bound = settings.DB_TCP_TIMEOUT + settings.DB_CONNECT_TIMEOUT
     assert bound < PROXY_READ_TIMEOUT
-    sock = tmp_path / "gunicorn.sock"
+    sock = tmp_path / "web.sock"
     server = processes.start(
-        [
-            *("ip", "netns", "exec", link.client, sys.executable, "-m", "gunicorn", "iothub.wsgi"),
-            *("--bind", f"unix:{sock}", "--workers", "1", "--threads", "2", "--access-logfile", "/dev/null"),
-        ],
-        env=app_environment(cluster),
-        log=tmp_path / "gunicorn.log",
+        ["ip", "netns", "exec", link.client, sys.executable, "-m", "iothub.serve"],
+        env=app_environment(cluster, WEB_BIND=f"unix:{sock}", WEB_CONCURRENCY="1", WEB_THREADS="2"),
+        log=tmp_path / "web.log",
     )
-    wait_for(lambda: sock.exists() or server.poll() is not None, timeout=30, message="gunicorn")
+    wait_for(lambda: sock.exists() or server.poll() is not None, timeout=30, message="the app server")
     assert server.poll() is None, server.log.read_text()[-3000:]
     for _ in range(3):
         assert unix_request(sock, "POST", INGEST, body=_reading(device, timestamps)).status == 201
@@ -521,7 +518,7 @@ def test_a_partitioned_database_costs_an_api_caller_a_503_within_seconds(partiti
     wait_for(lambda: unix_request(sock, "GET", HEALTH).status == 200, timeout=20, message="health 200")
     recovered_after = time.monotonic() - healed
     assert unix_request(sock, "POST", INGEST, body=_reading(device, timestamps)).status == 201
-    RESULTS["database partitioned under gunicorn"] = {
+    RESULTS["database partitioned under the app server"] = {
         "db_tcp_timeout_s": settings.DB_TCP_TIMEOUT,
         "db_connect_timeout_s": settings.DB_CONNECT_TIMEOUT,
         "answered_503_after_s": [round(response.elapsed, 2) for response in answers],

@@ -12,10 +12,10 @@ CRASHES = 2
 
 
 @pytest.mark.time_limit(90)
-def test_acknowledged_readings_survive_a_postgres_crash(stack, start_gunicorn, timestamps):
+def test_acknowledged_readings_survive_a_postgres_crash(stack, start_web_server, timestamps):
     cluster = stack.cluster
     cluster.ensure_running()
-    server = start_gunicorn(workers=2, threads=4)
+    server = start_web_server(workers=2, threads=4)
     load = IngestLoad(server.port, stack.devices[10:16], timestamps, batch_size=50).start()
     killed = []
     try:
@@ -33,7 +33,7 @@ def test_acknowledged_readings_survive_a_postgres_crash(stack, start_gunicorn, t
             with cluster.log.open() as log:
                 log.seek(log_size)
                 assert "automatic recovery in progress" in log.read()
-            # gunicorn reconnects by itself and the clients are acknowledged again.
+            # The app server reconnects by itself and the clients are acknowledged again.
             after_restart = load.acknowledged_readings()
             wait_for(
                 lambda after_restart=after_restart: load.acknowledged_readings() > after_restart + 500,

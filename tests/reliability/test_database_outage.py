@@ -1,4 +1,4 @@
-"""PostgreSQL goes away while gunicorn serves: every request is a quick 503 problem, never a hang or an HTML page,
+"""PostgreSQL goes away while the app server serves: every request is a quick 503 problem, never a hang or an HTML page,
 and the app recovers by itself when the database is back (persistent connections are health-checked)."""
 
 import time
@@ -20,9 +20,9 @@ def _batch(device, timestamps, size=5):
 
 
 @pytest.mark.time_limit(60)
-def test_database_stopped_and_restarted(stack, start_gunicorn, timestamps):
+def test_database_stopped_and_restarted(stack, start_web_server, timestamps):
     device = stack.devices[0]
-    server = start_gunicorn(workers=1, threads=4)
+    server = start_web_server(workers=1, threads=4)
     stack.cluster.ensure_running()
     token = server.token()
     auth = {"Authorization": f"Bearer {token}"}
@@ -52,7 +52,7 @@ def test_database_stopped_and_restarted(stack, start_gunicorn, timestamps):
 
     stack.cluster.start()
     restarted = time.monotonic()
-    # No restart of gunicorn: the broken persistent connections are replaced on the next request.
+    # No restart of the app server: the broken persistent connections are replaced on the next request.
     wait_for(lambda: server.request("GET", HEALTH).status == 200, timeout=15, message="health 200")
     outage["recovered_after_s"] = round(time.monotonic() - restarted, 3)
     for _ in range(8):
@@ -64,13 +64,13 @@ def test_database_stopped_and_restarted(stack, start_gunicorn, timestamps):
 
 
 @pytest.mark.time_limit(60)
-def test_frozen_database_times_out_after_db_connect_timeout(stack, start_gunicorn, timestamps):
+def test_frozen_database_times_out_after_db_connect_timeout(stack, start_web_server, timestamps):
     """A database that accepts TCP but never answers (here: the postmaster stopped with SIGSTOP) costs a new
-    connection DB_CONNECT_TIMEOUT seconds, then a 503 — not gunicorn's 30 s worker timeout."""
+    connection DB_CONNECT_TIMEOUT seconds, then a 503 — not a hang until the proxy gives up."""
     device = stack.devices[1]
     stack.cluster.ensure_running()
     # Without persistent connections every request opens one, as after an idle connection expired.
-    server = start_gunicorn(workers=1, threads=2, DB_CONN_MAX_AGE="0", DB_CONNECT_TIMEOUT="2")
+    server = start_web_server(workers=1, threads=2, DB_CONN_MAX_AGE="0", DB_CONNECT_TIMEOUT="2")
     assert server.request("POST", INGEST, body=_reading(device, timestamps)).status == 201
     stack.cluster.freeze()
     try:

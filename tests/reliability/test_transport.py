@@ -1,5 +1,5 @@
-"""Transport security at the edge: the production nginx template, run for real on loopback in front of gunicorn
-with the fixtures of tests/deploy/test_proxy_tls.py (imported by conftest.py; that module also covers the 308
+"""Transport security at the edge: the production nginx template, run for real on loopback in front of the app
+server with the fixtures of tests/deploy/test_proxy_tls.py (imported by conftest.py; that module also covers the 308
 redirect, the 413 and the ingest 429): old TLS versions refused, security headers on every HTTPS response, the
 ingest limit counted per client."""
 

@@ -517,7 +517,7 @@ def test_ingest_sends_no_health_check_while_other_requests_do(api_client, monkey
     monkeypatch.setattr(connection, "is_usable", lambda: checks.append(1) or usable())
 
     def checks_during(request):
-        close_old_connections()  # what gunicorn's request_started signal does (Django's test client skips it)
+        close_old_connections()  # what request_started does in the app server (Django's test client skips it)
         checks.clear()
         request()
         return len(checks)

@@ -315,7 +315,7 @@ class TestDeviceRate:
 
 @pytest.mark.django_db(transaction=True)
 def test_the_rate_is_shared_by_concurrent_connections(settings):
-    # Each thread has its own database connection, as each gunicorn worker does: together they get the rate.
+    # Each thread has its own database connection, as each app server thread does: together they get the rate.
     settings.INGEST_DEVICE_RATE = (5, 60)
     device = DeviceFactory()
     timestamps = seconds_apart(20)
