@@ -7,6 +7,7 @@ from django.db import connection
 from django.db.models import OuterRef, Subquery
 from psycopg2 import sql
 
+from iothub import edition
 from telemetry.buckets import BUCKET_ORIGIN, aggregate_buckets
 from telemetry.models import Device, Telemetry
 
@@ -80,6 +81,38 @@ def aggregate_source(interval):
     """The coarsest aggregate view whose bucket divides ``interval``, or None for raw readings."""
     seconds = interval.total_seconds()
     return next((view for width, view in AGGREGATE_VIEWS if seconds % width == 0), None)
+
+
+# Where each edition's aggregate level is materialized up to (docs/operations.md, "How complete an aggregate
+# answer is"). Before anything is materialized the watermark is the edition's minimum (TSL: 4714 BC, Apache:
+# -infinity): no time then.
+_TSL_WATERMARK = """
+    SELECT CASE WHEN w >= '0001-01-01T00:00:00Z' THEN w END
+    FROM (
+        SELECT _timescaledb_functions.to_timestamp(_timescaledb_functions.cagg_watermark(c.mat_hypertable_id)) AS w
+        FROM _timescaledb_catalog.continuous_agg c
+        WHERE c.user_view_schema = 'public' AND c.user_view_name = %(view)s
+    ) AS watermark
+"""
+_APACHE_WATERMARK = """
+    SELECT CASE WHEN isfinite(w) THEN w END
+    FROM (SELECT public.time_bucket(%(width)s, telemetry_rollup.watermark()) AS w) AS watermark
+"""
+
+
+def aggregate_complete_until(interval):
+    """The time before which the aggregate serving ``interval`` is materialized, or None (raw readings, or nothing
+    materialized yet). Buckets from it on are computed from the raw readings at query time (real time); below
+    it, a reading that arrived late is counted at the next refresh."""
+    seconds = interval.total_seconds()
+    width, view = next(((width, view) for width, view in AGGREGATE_VIEWS if seconds % width == 0), (None, None))
+    if view is None:
+        return None
+    query = _TSL_WATERMARK if edition.current() == edition.TIMESCALE else _APACHE_WATERMARK
+    with connection.cursor() as cursor:
+        cursor.execute(query, {"view": view, "width": timedelta(seconds=width)})
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
 # Re-bucketing is exact because the stored buckets nest in the requested ones (same origin, width dividing

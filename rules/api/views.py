@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 from iothub.access import may_read_secrets
 from iothub.api.exceptions import Conflict
 from iothub.api.permissions import model_permission
+from iothub.api.query_parameters import KnownQueryParametersMixin
 from rules import selectors, services
 from rules.api.serializers import (
     EventSerializer,
@@ -21,7 +22,7 @@ from rules.filtersets import EventFilterSet, NotificationFilterSet, RuleFilterSe
 from rules.models import Notification, NotificationChannel
 
 
-class NotificationChannelViewSet(viewsets.ModelViewSet):
+class NotificationChannelViewSet(KnownQueryParametersMixin, viewsets.ModelViewSet):
     queryset = NotificationChannel.objects.all()
     serializer_class = NotificationChannelSerializer
     permission_classes = [model_permission("rules.notificationchannel")]
@@ -34,7 +35,7 @@ class NotificationChannelViewSet(viewsets.ModelViewSet):
         return ["name", "target"] if may_read_secrets(getattr(self.request, "user", None)) else ["name"]
 
 
-class NotificationViewSet(viewsets.ReadOnlyModelViewSet):
+class NotificationViewSet(KnownQueryParametersMixin, viewsets.ReadOnlyModelViewSet):
     """Delivery attempts, newest first. Written by the rule trigger and the worker only."""
 
     queryset = Notification.objects.all()
@@ -44,7 +45,7 @@ class NotificationViewSet(viewsets.ReadOnlyModelViewSet):
     ordering_fields = ["created_at", "next_attempt_at", "sent_at", "attempts"]
 
 
-class RuleViewSet(viewsets.ModelViewSet):
+class RuleViewSet(KnownQueryParametersMixin, viewsets.ModelViewSet):
     """Rules the database evaluates on every telemetry insert. Admins write; every role reads."""
 
     queryset = selectors.rule_list()
@@ -55,7 +56,7 @@ class RuleViewSet(viewsets.ModelViewSet):
     ordering_fields = ["name", "severity", "metric", "created_at", "updated_at"]
 
 
-class EventViewSet(viewsets.ReadOnlyModelViewSet):
+class EventViewSet(KnownQueryParametersMixin, viewsets.ReadOnlyModelViewSet):
     """Events raised by the rule trigger, newest first. Acknowledge and resolve through their own endpoints."""
 
     queryset = selectors.event_list()
@@ -65,7 +66,7 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet):
     ordering_fields = ["triggered_at", "last_triggered_at", "occurrence_count", "severity"]
 
 
-class _EventTransitionApi(APIView):
+class _EventTransitionApi(KnownQueryParametersMixin, APIView):
     """POST {"note": "…"} (optional) moves the event on; 409 problem when its status doesn't allow it."""
 
     permission_classes = [model_permission("rules.event")]
@@ -90,8 +91,16 @@ class _EventTransitionApi(APIView):
 
 
 class EventAcknowledgeApi(_EventTransitionApi):
+    """Acknowledge an open event, with an optional note.
+
+    An acknowledged event is still updated by repeat breaches; only open events can be acknowledged (409 else)."""
+
     transition = staticmethod(services.event_acknowledge)
 
 
 class EventResolveApi(_EventTransitionApi):
+    """Resolve an open or acknowledged event, with an optional note.
+
+    A resolved event is final (409 when resolved already); the rule's next breach opens a new one."""
+
     transition = staticmethod(services.event_resolve)

@@ -222,6 +222,11 @@ class TelemetryLatestSerializer(serializers.Serializer):
     )
 
 
+def utc_iso(moment):
+    """A time as the API writes it: ISO 8601 in UTC with Z."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 class AggregateBucketSerializer(serializers.Serializer):
     bucket = serializers.DateTimeField(help_text="Start of the bucket (UTC multiple of the interval).")
     metric = serializers.CharField()
@@ -233,11 +238,22 @@ class AggregateBucketSerializer(serializers.Serializer):
 
     def to_representation(self, instance):
         # Up to 10,000 buckets per metric in one answer: DRF's per-field machinery would cost ≈25 µs a bucket.
-        return {**instance, "bucket": instance["bucket"].astimezone(UTC).isoformat().replace("+00:00", "Z")}
+        return {**instance, "bucket": utc_iso(instance["bucket"])}
+
+
+COMPLETE_UNTIL_HELP = (
+    "The aggregates' watermark: buckets ending at or before it are materialized; buckets after it are computed "
+    "from the raw readings at query time (real time: the current one is still filling). A reading that arrives "
+    "late, with a time before it, is counted at the next refresh (within a minute on the Apache edition, within "
+    "the refresh policy's next run or the hourly late-data refresh on the community edition). Null when the "
+    "interval is served from raw readings (no aggregate divides it) or nothing is materialized yet. Also sent as "
+    "the `Complete-Until` header."
+)
 
 
 class TelemetryAggregateSerializer(serializers.Serializer):
     interval = serializers.CharField()
     start = serializers.DateTimeField()
     end = serializers.DateTimeField()
+    complete_until = serializers.DateTimeField(allow_null=True, help_text=COMPLETE_UNTIL_HELP)
     results = AggregateBucketSerializer(many=True)

@@ -6,17 +6,18 @@ import orjson
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
-from rest_framework import exceptions, filters, viewsets
+from rest_framework import exceptions, viewsets
 from rest_framework.pagination import CursorPagination
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from iothub.api.exceptions import InvalidQueryParameters
-from iothub.api.filters import FilterBackend
+from iothub.api.filters import FilterBackend, SearchFilter
 from iothub.api.formats import UUID
 from iothub.api.pagination import positive_int_parameter
 from iothub.api.permissions import AnyRole, model_permission
+from iothub.api.query_parameters import KnownQueryParametersMixin
 from telemetry.api.serializers import (
     DeviceSerializer,
     DeviceTypeSerializer,
@@ -26,13 +27,20 @@ from telemetry.api.serializers import (
     TelemetryQuerySerializer,
     TelemetryReadingPageSerializer,
     TelemetryReadingSerializer,
+    utc_iso,
 )
 from telemetry.filtersets import DeviceFilterSet
 from telemetry.models import Device, DeviceType
-from telemetry.selectors import device_list, telemetry_aggregate, telemetry_latest, telemetry_readings
+from telemetry.selectors import (
+    aggregate_complete_until,
+    device_list,
+    telemetry_aggregate,
+    telemetry_latest,
+    telemetry_readings,
+)
 
 
-class DeviceTypeViewSet(viewsets.ModelViewSet):
+class DeviceTypeViewSet(KnownQueryParametersMixin, viewsets.ModelViewSet):
     """Device types: admins write, every role reads. A type still used by a device can't be deleted (409)."""
 
     queryset = DeviceType.objects.all()
@@ -42,14 +50,14 @@ class DeviceTypeViewSet(viewsets.ModelViewSet):
     ordering_fields = ["name", "created_at"]
 
 
-class DeviceViewSet(viewsets.ModelViewSet):
+class DeviceViewSet(KnownQueryParametersMixin, viewsets.ModelViewSet):
     """Devices: admins and operators write, every role reads. Deleting a device deletes its telemetry."""
 
     serializer_class = DeviceSerializer
     permission_classes = [model_permission("telemetry.device")]
     lookup_value_regex = UUID.pattern  # a path segment that is not a UUID is a 404 at routing, not a database error
     # Ordering is the filterset's (it refuses unknown fields), so DRF's OrderingFilter is left out.
-    filter_backends = [FilterBackend, filters.SearchFilter]
+    filter_backends = [FilterBackend, SearchFilter]
     filterset_class = DeviceFilterSet
     search_fields = ["name", "serial_number"]
 
@@ -79,7 +87,7 @@ class TelemetryCursorPagination(CursorPagination):
     page_size_query_param = "page_size"
     max_page_size = 500
 
-    def __init__(self, *, ascending):
+    def __init__(self, *, ascending=False):
         self.ordering = "time" if ascending else "-time"
 
     def get_page_size(self, request):
@@ -96,31 +104,33 @@ class TelemetryCursorPagination(CursorPagination):
         return cursor
 
 
-class DeviceTelemetryApi(APIView):
+class DeviceTelemetryApi(KnownQueryParametersMixin, APIView):
     """Raw readings of a device in ``[start, end)`` (default: the last 24 hours), newest first unless
     ``order=asc``. With ``metrics=a,b``, only readings holding one of them, narrowed to them."""
 
     permission_classes = [AnyRole]
+    query_serializer_class = TelemetryQuerySerializer
+    pagination_class = TelemetryCursorPagination
 
-    @extend_schema(parameters=[TelemetryQuerySerializer], responses=TelemetryReadingPageSerializer)
+    @extend_schema(summary="Raw readings of a device", responses=TelemetryReadingPageSerializer)
     def get(self, request, device_id):
         device = get_object_or_404(Device, pk=device_id)
-        params = query_parameters(TelemetryQuerySerializer, request, now=timezone.now())
+        params = query_parameters(self.query_serializer_class, request, now=timezone.now())
         readings = telemetry_readings(
             device=device, start=params["start"], end=params["end"], metrics=params.get("metrics")
         )
-        paginator = TelemetryCursorPagination(ascending=params["order"] == "asc")
+        paginator = self.pagination_class(ascending=params["order"] == "asc")
         page = paginator.paginate_queryset(readings, request, view=self)
         serializer = TelemetryReadingSerializer(page, many=True, context={"metrics": params.get("metrics")})
         return paginator.get_paginated_response(serializer.data)
 
 
-class DeviceTelemetryLatestApi(APIView):
+class DeviceTelemetryLatestApi(KnownQueryParametersMixin, APIView):
     """The newest reading of a device, and the newest value of each metric it sent in the last 24 hours."""
 
     permission_classes = [AnyRole]
 
-    @extend_schema(responses=TelemetryLatestSerializer)
+    @extend_schema(summary="Latest reading and values of a device", responses=TelemetryLatestSerializer)
     def get(self, request, device_id):
         device = get_object_or_404(Device, pk=device_id)
         reading, metrics = telemetry_latest(device=device, now=timezone.now())
@@ -138,16 +148,22 @@ class FastJSONRenderer(JSONRenderer):
         return b"" if data is None else orjson.dumps(data)
 
 
-class DeviceTelemetryAggregateApi(APIView):
+def complete_until_header(moment):
+    """``Complete-Until``: the aggregates' watermark, as the body's ``complete_until`` (absent when null)."""
+    return {"Complete-Until": utc_iso(moment)} if moment else {}
+
+
+class DeviceTelemetryAggregateApi(KnownQueryParametersMixin, APIView):
     """Per-metric ``count, min, max, avg, sum`` of a device's numeric metrics in buckets of ``interval``."""
 
     permission_classes = [AnyRole]
     renderer_classes = [FastJSONRenderer]
+    query_serializer_class = TelemetryAggregateQuerySerializer
 
-    @extend_schema(parameters=[TelemetryAggregateQuerySerializer], responses=TelemetryAggregateSerializer)
+    @extend_schema(summary="Aggregates of a device per time bucket", responses=TelemetryAggregateSerializer)
     def get(self, request, device_id):
         device = get_object_or_404(Device, pk=device_id)
-        params = query_parameters(TelemetryAggregateQuerySerializer, request)
+        params = query_parameters(self.query_serializer_class, request)
         results = telemetry_aggregate(
             device=device,
             start=params["start"],
@@ -155,10 +171,12 @@ class DeviceTelemetryAggregateApi(APIView):
             interval=params["interval"].width,
             metrics=params.get("metrics"),
         )
+        complete_until = aggregate_complete_until(params["interval"].width)
         answer = {
             "interval": params["interval"].text,
             "start": params["start"],
             "end": params["end"],
+            "complete_until": complete_until,
             "results": results,
         }
-        return Response(TelemetryAggregateSerializer(answer).data)
+        return Response(TelemetryAggregateSerializer(answer).data, headers=complete_until_header(complete_until))
