@@ -25,6 +25,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.viewsets import ViewSetMixin
 
+from iothub.api.exports import CSV_CONTENT_TYPE
 from iothub.api.permissions import RolePermission
 from iothub.api.problems import PROBLEM_CONTENT_TYPE
 from iothub.models import Role
@@ -83,6 +84,11 @@ PROBLEM_DESCRIPTIONS = {
     500: "An unexpected error, logged on the server (`server_error`).",
     503: "The database is unavailable (`database_unavailable`); retry later.",
 }
+
+CSV_DESCRIPTION = (
+    "CSV (RFC 4180), streamed: a header row, then every row the query selects (no pagination). Times in UTC, "
+    "ISO 8601 with Z; the operation's description lists the columns."
+)
 
 _PROBLEM = ResolvedComponent("Problem", ResolvedComponent.SCHEMA, schema=PROBLEM_SCHEMA, object="Problem")
 _PROBLEM_ERROR = ResolvedComponent(
@@ -163,6 +169,10 @@ class AutoSchema(openapi.AutoSchema):
             if not response.get("description"):
                 response["description"] = PROBLEM_DESCRIPTIONS.get(status, "A problem.")
             response.setdefault("content", {PROBLEM_CONTENT_TYPE: {"schema": _PROBLEM.ref}})
+        for status, response in responses.items():
+            # A CSV export is text, not the JSON schema drf-spectacular gives every renderer.
+            if status.startswith("2") and CSV_CONTENT_TYPE in response.get("content", {}):
+                response["content"][CSV_CONTENT_TYPE] = {"schema": {"type": "string", "description": CSV_DESCRIPTION}}
         operation["responses"] = dict(sorted(responses.items()))
         return operation
 

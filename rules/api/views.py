@@ -3,11 +3,13 @@
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import viewsets
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from iothub.access import may_read_secrets
 from iothub.api.exceptions import Conflict
+from iothub.api.exports import CSVRenderer, csv_response, wants_csv
 from iothub.api.permissions import model_permission
 from iothub.api.query_parameters import KnownQueryParametersMixin
 from rules import selectors, services
@@ -57,13 +59,28 @@ class RuleViewSet(KnownQueryParametersMixin, viewsets.ModelViewSet):
 
 
 class EventViewSet(KnownQueryParametersMixin, viewsets.ReadOnlyModelViewSet):
-    """Events raised by the rule trigger, newest first. Acknowledge and resolve through their own endpoints."""
+    """Events raised by the rule trigger, newest first. Acknowledge and resolve through their own endpoints.
+
+    The list as CSV (``Accept: text/csv`` or ``format=csv``): every event the filters and ordering select, streamed,
+    not paginated; columns in the order of `rules.selectors.EVENT_EXPORT_COLUMNS` (docs/rules.md)."""
 
     queryset = selectors.event_list()
     serializer_class = EventSerializer
     permission_classes = [model_permission("rules.event")]
     filterset_class = EventFilterSet
     ordering_fields = ["triggered_at", "last_triggered_at", "occurrence_count", "severity"]
+    renderer_classes = [JSONRenderer, CSVRenderer]
+
+    def get_renderers(self):
+        # Only the list is exported.
+        renderers = super().get_renderers()
+        return renderers if self.action == "list" else [r for r in renderers if not isinstance(r, CSVRenderer)]
+
+    def list(self, request, *args, **kwargs):
+        if wants_csv(request):
+            events = self.filter_queryset(self.get_queryset())
+            return csv_response(selectors.event_export(events), filename="events.csv")
+        return super().list(request, *args, **kwargs)
 
 
 class _EventTransitionApi(KnownQueryParametersMixin, APIView):

@@ -1,13 +1,13 @@
 """API serializers of the telemetry app."""
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from rest_framework import serializers
 from rest_framework.fields import empty
 
-from iothub.api.formats import UTC_TIME
+from iothub.api.formats import UTC_TIME, utc_iso
 from iothub.api.serializers import StrictFieldsMixin, StrictModelSerializer
 from telemetry.buckets import aggregate_buckets
 from telemetry.models import METRIC_NAME_REGEX, Device, DeviceType
@@ -168,7 +168,7 @@ class TelemetryQuerySerializer(serializers.Serializer):
 
 
 class TelemetryAggregateQuerySerializer(serializers.Serializer):
-    """Buckets of ``interval`` starting in ``[start, end)``, at most 10,000 of them."""
+    """Buckets of ``interval`` starting in ``[start, end)``, at most 10,000 of them (no limit in a CSV export)."""
 
     start = UtcTimeParameter()
     end = UtcTimeParameter()
@@ -181,7 +181,7 @@ class TelemetryAggregateQuerySerializer(serializers.Serializer):
             _, _, count = aggregate_buckets(start=attrs["start"], end=attrs["end"], interval=attrs["interval"].width)
         except OverflowError:  # the last bucket would end after year 9999
             raise serializers.ValidationError({"end": ["Out of range for this interval."]}, code="invalid") from None
-        if count > MAX_BUCKETS:
+        if self.context.get("limit_buckets", True) and count > MAX_BUCKETS:
             raise serializers.ValidationError(
                 {"interval": [f"{count} buckets between start and end; at most {MAX_BUCKETS:,}: widen the interval."]},
                 code="too_many_buckets",
@@ -220,11 +220,6 @@ class TelemetryLatestSerializer(serializers.Serializer):
     metrics = serializers.DictField(
         child=LatestMetricValueSerializer(), help_text="Newest value of each metric seen in the last 24 hours."
     )
-
-
-def utc_iso(moment):
-    """A time as the API writes it: ISO 8601 in UTC with Z."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class AggregateBucketSerializer(serializers.Serializer):

@@ -13,8 +13,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from iothub.api.exceptions import InvalidQueryParameters
+from iothub.api.exports import CSVRenderer, csv_response, wants_csv
 from iothub.api.filters import FilterBackend, SearchFilter
-from iothub.api.formats import UUID
+from iothub.api.formats import UUID, utc_iso
 from iothub.api.pagination import positive_int_parameter
 from iothub.api.permissions import AnyRole, model_permission
 from iothub.api.query_parameters import KnownQueryParametersMixin
@@ -27,7 +28,6 @@ from telemetry.api.serializers import (
     TelemetryQuerySerializer,
     TelemetryReadingPageSerializer,
     TelemetryReadingSerializer,
-    utc_iso,
 )
 from telemetry.filtersets import DeviceFilterSet
 from telemetry.models import Device, DeviceType
@@ -35,6 +35,8 @@ from telemetry.selectors import (
     aggregate_complete_until,
     device_list,
     telemetry_aggregate,
+    telemetry_aggregate_export,
+    telemetry_export,
     telemetry_latest,
     telemetry_readings,
 )
@@ -106,9 +108,14 @@ class TelemetryCursorPagination(CursorPagination):
 
 class DeviceTelemetryApi(KnownQueryParametersMixin, APIView):
     """Raw readings of a device in ``[start, end)`` (default: the last 24 hours), newest first unless
-    ``order=asc``. With ``metrics=a,b``, only readings holding one of them, narrowed to them."""
+    ``order=asc``. With ``metrics=a,b``, only readings holding one of them, narrowed to them.
+
+    As CSV (``Accept: text/csv`` or ``format=csv``): every reading of the range, streamed, not paginated; columns
+    ``timestamp`` (UTC, ISO 8601 with Z) then one per metric (the requested ones in their order, else every metric
+    of the range by name), cells as sent, empty where a reading lacks the metric."""
 
     permission_classes = [AnyRole]
+    renderer_classes = [JSONRenderer, CSVRenderer]
     query_serializer_class = TelemetryQuerySerializer
     pagination_class = TelemetryCursorPagination
 
@@ -116,6 +123,15 @@ class DeviceTelemetryApi(KnownQueryParametersMixin, APIView):
     def get(self, request, device_id):
         device = get_object_or_404(Device, pk=device_id)
         params = query_parameters(self.query_serializer_class, request, now=timezone.now())
+        if wants_csv(request):
+            export = telemetry_export(
+                device=device,
+                start=params["start"],
+                end=params["end"],
+                metrics=params.get("metrics"),
+                ascending=params["order"] == "asc",
+            )
+            return csv_response(export, filename=f"readings-{device.pk}.csv")
         readings = telemetry_readings(
             device=device, start=params["start"], end=params["end"], metrics=params.get("metrics")
         )
@@ -154,16 +170,33 @@ def complete_until_header(moment):
 
 
 class DeviceTelemetryAggregateApi(KnownQueryParametersMixin, APIView):
-    """Per-metric ``count, min, max, avg, sum`` of a device's numeric metrics in buckets of ``interval``."""
+    """Per-metric ``count, min, max, avg, sum`` of a device's numeric metrics in buckets of ``interval``.
+
+    As CSV (``Accept: text/csv`` or ``format=csv``): streamed, with no limit on the number of buckets; one row per
+    bucket, columns ``bucket`` then ``<metric>:count``, ``<metric>:min``, ``<metric>:max``, ``<metric>:avg``,
+    ``<metric>:sum`` for each metric (the requested ones in their order, else every metric by name). The
+    ``Complete-Until`` header carries ``complete_until``."""
 
     permission_classes = [AnyRole]
-    renderer_classes = [FastJSONRenderer]
+    renderer_classes = [FastJSONRenderer, CSVRenderer]
     query_serializer_class = TelemetryAggregateQuerySerializer
 
     @extend_schema(summary="Aggregates of a device per time bucket", responses=TelemetryAggregateSerializer)
     def get(self, request, device_id):
         device = get_object_or_404(Device, pk=device_id)
-        params = query_parameters(self.query_serializer_class, request)
+        exporting = wants_csv(request)
+        params = query_parameters(self.query_serializer_class, request, limit_buckets=not exporting)
+        complete_until = aggregate_complete_until(params["interval"].width)
+        if exporting:
+            export = telemetry_aggregate_export(
+                device=device,
+                start=params["start"],
+                end=params["end"],
+                interval=params["interval"].width,
+                metrics=params.get("metrics"),
+            )
+            headers = complete_until_header(complete_until)
+            return csv_response(export, filename=f"aggregates-{device.pk}.csv", headers=headers)
         results = telemetry_aggregate(
             device=device,
             start=params["start"],
@@ -171,7 +204,6 @@ class DeviceTelemetryAggregateApi(KnownQueryParametersMixin, APIView):
             interval=params["interval"].width,
             metrics=params.get("metrics"),
         )
-        complete_until = aggregate_complete_until(params["interval"].width)
         answer = {
             "interval": params["interval"].text,
             "start": params["start"],
