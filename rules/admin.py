@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 
 from iothub.access import may_read_secrets
 from rules import services
+from rules.admin_exports import export_events_csv
 from rules.models import Event, EventStatus, Notification, NotificationChannel, Rule, RuleChannel
 from rules.notifications import clean_channel_target, mask_channel_target
 
@@ -98,7 +99,7 @@ class EventAdmin(admin.ModelAdmin):
     search_fields = ["rule_name", "message", "device__name", "device__serial_number"]
     list_select_related = ["device"]
     date_hierarchy = "triggered_at"
-    actions = ["acknowledge", "resolve"]
+    actions = ["acknowledge", "resolve", export_events_csv]
     action_form = EventActionForm
 
     def has_change_permission(self, request, obj=None):

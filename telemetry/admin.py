@@ -6,6 +6,7 @@ from django.db.models import Count
 from django.utils.html import format_html, format_html_join
 from rest_framework.settings import api_settings
 
+from telemetry.admin_exports import export_hourly_aggregates_csv, export_readings_csv
 from telemetry.api.serializers import DeviceTypeSerializer
 from telemetry.models import Device, DeviceType, Telemetry
 from telemetry.selectors import device_list
@@ -63,6 +64,7 @@ class DeviceAdmin(admin.ModelAdmin):
     list_filter = ["status", "device_type"]
     list_select_related = ["device_type"]
     search_fields = ["name", "serial_number"]
+    actions = [export_readings_csv, export_hourly_aggregates_csv]
     fields = [
         "id",
         "name",
