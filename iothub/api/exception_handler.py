@@ -114,6 +114,7 @@ def problem_exception_handler(exc, context):
     response.data = _problem(api_exc)
     response.content_type = PROBLEM_CONTENT_TYPE
     # A problem is JSON whatever the request negotiated (the schema's YAML, Swagger's HTML, an export's CSV).
-    request = context["request"]
-    request.accepted_renderer, request.accepted_media_type = ProblemRenderer(), PROBLEM_CONTENT_TYPE
+    request = context.get("request")
+    if request is not None:
+        request.accepted_renderer, request.accepted_media_type = ProblemRenderer(), PROBLEM_CONTENT_TYPE
     return response

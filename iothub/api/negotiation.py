@@ -2,11 +2,11 @@ from django.http import Http404
 from rest_framework.exceptions import ErrorDetail
 from rest_framework.negotiation import DefaultContentNegotiation
 
-from iothub.api.exceptions import InvalidQueryParameters
-
 
 class ContentNegotiation(DefaultContentNegotiation):
-    """DRF's, with a ``?format=`` no renderer serves answered as a 400 problem naming the parameter (DRF: a 404)."""
+    """DRF's, except for a ``?format=`` no renderer serves (DRF: a 404 before authentication): the view's first
+    renderer is chosen, and the error is left on the request for KnownQueryParametersMixin to raise as a 400 naming
+    the parameter once the caller is authenticated and allowed."""
 
     def select_renderer(self, request, renderers, format_suffix=None):
         try:
@@ -17,4 +17,5 @@ class ContentNegotiation(DefaultContentNegotiation):
                 error = ErrorDetail(f"Must be one of: {', '.join(formats)}.", code="invalid_choice")
             else:
                 error = ErrorDetail("Unknown query parameter: this endpoint has one format.", code="unknown_parameter")
-            raise InvalidQueryParameters({self.settings.URL_FORMAT_OVERRIDE: [error]}) from None
+            request.format_error = {self.settings.URL_FORMAT_OVERRIDE: [error]}
+            return renderers[0], renderers[0].media_type

@@ -89,6 +89,9 @@ class KnownQueryParametersMixin:
         super().initial(request, *args, **kwargs)
         if not request.query_params:
             return
+        format_error = getattr(request, "format_error", None)  # iothub.api.negotiation
+        if format_error:
+            raise InvalidQueryParameters(format_error)
         exporting = getattr(request.accepted_renderer, "streams_export", False)
         allowed = allowed_query_parameters(self, exporting=exporting)
         unknown = set(request.query_params) - allowed

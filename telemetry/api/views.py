@@ -187,28 +187,22 @@ class DeviceTelemetryAggregateApi(KnownQueryParametersMixin, APIView):
         exporting = wants_csv(request)
         params = query_parameters(self.query_serializer_class, request, limit_buckets=not exporting)
         complete_until = aggregate_complete_until(params["interval"].width)
+        headers = complete_until_header(complete_until)
+        selection = {
+            "device": device,
+            "start": params["start"],
+            "end": params["end"],
+            "interval": params["interval"].width,
+            "metrics": params.get("metrics"),
+        }
         if exporting:
-            export = telemetry_aggregate_export(
-                device=device,
-                start=params["start"],
-                end=params["end"],
-                interval=params["interval"].width,
-                metrics=params.get("metrics"),
-            )
-            headers = complete_until_header(complete_until)
+            export = telemetry_aggregate_export(**selection)
             return csv_response(export, filename=f"aggregates-{device.pk}.csv", headers=headers)
-        results = telemetry_aggregate(
-            device=device,
-            start=params["start"],
-            end=params["end"],
-            interval=params["interval"].width,
-            metrics=params.get("metrics"),
-        )
         answer = {
             "interval": params["interval"].text,
             "start": params["start"],
             "end": params["end"],
             "complete_until": complete_until,
-            "results": results,
+            "results": telemetry_aggregate(**selection),
         }
-        return Response(TelemetryAggregateSerializer(answer).data, headers=complete_until_header(complete_until))
+        return Response(TelemetryAggregateSerializer(answer).data, headers=headers)
