@@ -91,6 +91,7 @@ def main():
                 ("rule_trigger", bench.trigger_overhead),
                 ("soak", lambda: bench.soak(plan.soak_seconds)),
                 ("queries", bench.queries),
+                ("export", bench.export),
                 ("storage", bench.storage),
             ]
         results["phase_seconds"] = {}

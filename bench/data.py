@@ -189,3 +189,25 @@ def utc_now():
 
 def telemetry_count():
     return Telemetry.objects.count()
+
+
+# One device's readings for the CSV export, 100 ms apart and ending now: two numbers and a boolean each.
+_EXPORT_INSERT = """
+    INSERT INTO telemetry (device_id, time, metrics)
+    SELECT %(device)s, %(end)s::timestamptz - (%(rows)s - g.n) * interval '100 milliseconds', jsonb_build_object(
+        'temperature', round((20 + (g.n %% 100) / 10.0)::numeric, 2),
+        'humidity', 40 + g.n %% 50,
+        'door_open', g.n %% 7 = 0)
+    FROM generate_series(0, %(rows)s - 1) AS g(n)
+"""
+
+
+def load_export_device(database_url, *, rows, end):
+    """A device with ``rows`` readings before ``end`` (rules not evaluated: not what is measured); its id."""
+    device_type = DeviceType.objects.create(name="bench export type")
+    device = Device.objects.create(name="bench export", serial_number="EXPORT-0001", device_type=device_type)
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT set_config('pgtrigger.ignore', %s, true)", [ignore_setting()])
+        cursor.execute(_EXPORT_INSERT, {"device": str(device.pk), "end": end, "rows": rows})
+    conn.close()
+    return str(device.pk)

@@ -9,6 +9,7 @@ import math
 import statistics
 import threading
 import time
+import urllib.request
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -21,7 +22,7 @@ from django.db.models import Sum
 from psycopg2 import sql
 from rest_framework_simplejwt.tokens import AccessToken
 
-from bench import data, profile, wrk
+from bench import data, procs, profile, wrk
 from bench.procs import Group, Sampler
 from bench.stack import log
 from iothub.models import User
@@ -587,6 +588,47 @@ class Bench:
         figures["sql"] = {name: self._sql_aggregate(dataset, *window) for name, window in aggregates.items()}
         return figures
 
+    # (7) CSV export -----------------------------------------------------------------------------------------------
+
+    def export(self):
+        """One device's readings as CSV through nginx, read to the end by one client: rows/s, and the peak RSS of
+        the gunicorn worker that streamed them against its RSS before (flat memory: the two stay close)."""
+        rows = self.plan.export_rows
+        end = data.minute_floor(data.utc_now())
+        log(f"(7) export: {rows:,} readings of one device")
+        device = data.load_export_device(self.stack.database_url, rows=rows, end=end)
+        token = self._token("bench-export")
+        start = end - timedelta(milliseconds=100 * rows)
+        path = (
+            f"/api/v1/devices/{device}/telemetry/?format=csv&order=asc"
+            f"&start={start.strftime('%Y-%m-%dT%H:%M:%SZ')}&end={end.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+        )
+        gunicorn = Group("gunicorn", self.stack.gunicorn_pid())
+        workers_before = {pid: procs.rss_kb(pid) for pid in gunicorn.pids()[1:]}
+        sampler = Sampler([gunicorn], interval=0.2)
+        request = urllib.request.Request(self.stack.url + path, headers={"Authorization": f"Bearer {token}"})
+        lines = size = 0
+        with sampler.measure() as memory:
+            began = time.perf_counter()
+            with urllib.request.urlopen(request, context=self.stack.tls_context(), timeout=600) as response:
+                first_byte = time.perf_counter() - began
+                while block := response.read(256 * 1024):
+                    lines += block.count(b"\n")
+                    size += len(block)
+            seconds = time.perf_counter() - began
+        if lines != rows + 1:
+            raise RuntimeError(f"the export has {lines - 1} rows, not {rows}")
+        return {
+            "rows": rows,
+            "megabytes": round(size / 1024 / 1024, 1),
+            "seconds": round(seconds, 2),
+            "first_byte_seconds": round(first_byte, 3),
+            "rows_per_second": round(rows / seconds),
+            "worker_rss_before_mb": round(max(workers_before.values()) / 1024, 1),
+            "worker_peak_rss_mb": memory["gunicorn"]["largest_child_rss_mb"],
+            "gunicorn_cpu_seconds": memory["gunicorn"]["cpu_seconds"],
+        }
+
     def _refresh_aggregates(self):
         """Brings the aggregates up to date: the project's own command where it has one (both editions), else the
         continuous aggregates' refresh (TSL); the Apache build's plain views need none."""
@@ -611,10 +653,10 @@ class Bench:
             cursor.execute("SELECT coalesce(current_setting('timescaledb.license', true), 'apache')")
             return cursor.fetchone()[0]
 
-    def _token(self):
+    def _token(self, username="bench-viewer"):
         """An access token of a viewer, signed with the stack's key (the login endpoint is not what is measured,
         and its password hashing would cost the smoke run seconds)."""
-        user = User.objects.create_user(username="bench-viewer", password=None, role="viewer")
+        user = User.objects.create_user(username=username, password=None, role="viewer")
         return str(AccessToken.for_user(user))
 
     def _sql_aggregate(self, dataset, start, end, interval):

@@ -41,6 +41,11 @@ def _status_kb(pid, key):
     return 0
 
 
+def rss_kb(pid):
+    """Resident set size of ``pid`` now."""
+    return _status_kb(pid, "VmRSS:")
+
+
 def _pss_kb(pid):
     try:
         with open(f"/proc/{pid}/smaps_rollup") as rollup:

@@ -285,6 +285,17 @@ def render(results):
                 f"| {name} | {f['source']} | {f['view']['p50']} / {f['view']['p95']} | {f['raw']['p50']} / "
                 f"{f['raw']['p95']} | **{f['ratio_raw_to_aggregate']}** |"
             )
+    export = results.get("export")
+    if export:
+        lines += [
+            "",
+            f"## (7) CSV export: {export['rows']:,} readings of one device ({export['megabytes']} MB)",
+            "",
+            f"**{export['rows_per_second']:,} rows/s** ({export['seconds']} s, first byte after "
+            f"{export['first_byte_seconds']} s) through nginx, one client reading to the end; the gunicorn worker's "
+            f"RSS {export['worker_rss_before_mb']} MB before, peak **{export['worker_peak_rss_mb']} MB** during "
+            f"(largest worker), {export['gunicorn_cpu_seconds']} s of gunicorn CPU.",
+        ]
     memory_phases = [(key, results.get(key, {}).get("processes")) for key in ("single_ingest", "batch_ingest", "soak")]
     memory_phases = [(key, figures) for key, figures in memory_phases if figures]
     if memory_phases:

@@ -196,11 +196,12 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["iothub.api.permissions.AdminOnly"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["iothub.api.parsers.JSONParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "iothub.api.negotiation.ContentNegotiation",
     "DEFAULT_PAGINATION_CLASS": "iothub.api.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": [
         "iothub.api.filters.FilterBackend",
-        "rest_framework.filters.SearchFilter",
+        "iothub.api.filters.SearchFilter",
         "iothub.api.filters.OrderingFilter",
     ],
     "DEFAULT_SCHEMA_CLASS": "iothub.api.schema.AutoSchema",
@@ -239,6 +240,10 @@ SPECTACULAR_SETTINGS = {
             }
         }
     },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "iothub.api.schema.markdown_descriptions",
+    ],
 }
 
 # Brute-force protection of every login path (Admin, auth/token/, auth/token/refresh/); see docs/reliability.md.

@@ -17,6 +17,7 @@ from django.utils.text import Truncator
 
 from iothub.access import may_read_secrets
 from rules import services
+from rules.admin_exports import export_events_csv
 from rules.models import (
     EVENT_TRANSITIONS,
     UNRESOLVED_STATUSES,
@@ -213,7 +214,7 @@ class EventAdmin(admin.ModelAdmin):
     # Most serious first, then the most recently active.
     ordering = [severity_rank().desc(), "-last_triggered_at"]
     date_hierarchy = "triggered_at"
-    actions = ["acknowledge", "resolve"]
+    actions = ["acknowledge", "resolve", export_events_csv]
     action_form = EventActionForm
     fieldsets = [
         (None, {"fields": ["severity_label", "status", "device_link", "rule_link", "message"]}),

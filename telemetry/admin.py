@@ -15,6 +15,7 @@ from rest_framework.settings import api_settings
 
 from rules.admin import open_event_count, open_events_link
 from rules.selectors import rules_watching
+from telemetry.admin_exports import export_hourly_aggregates_csv, export_readings_csv
 from telemetry.api.serializers import DeviceTypeSerializer
 from telemetry.charts import CHART_WINDOWS, DEFAULT_CHART_WINDOW, device_series, duration_label, metric_chart
 from telemetry.ingest.keys import ingest_key_assign, ingest_key_generate, ingest_key_hash, ingest_key_rotate
@@ -85,6 +86,7 @@ class DeviceAdmin(admin.ModelAdmin):
     list_filter = ["status", "device_type"]
     list_select_related = ["device_type"]
     search_fields = ["name", "serial_number"]
+    actions = [export_readings_csv, export_hourly_aggregates_csv]
     fields = [
         "id",
         "name",

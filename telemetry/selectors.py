@@ -7,6 +7,9 @@ from django.db import connection
 from django.db.models import OuterRef, Subquery
 from psycopg2 import sql
 
+from iothub import edition
+from iothub.api.exports import server_side_rows
+from iothub.api.formats import utc_iso
 from telemetry.buckets import BUCKET_ORIGIN, aggregate_buckets
 from telemetry.models import Device, Telemetry
 
@@ -82,6 +85,38 @@ def aggregate_source(interval):
     return next((view for width, view in AGGREGATE_VIEWS if seconds % width == 0), None)
 
 
+# Where each edition's aggregate level is materialized up to (docs/operations.md, "How complete an aggregate
+# answer is"). Before anything is materialized the watermark is the edition's minimum (TSL: 4714 BC, Apache:
+# -infinity): no time then.
+_TSL_WATERMARK = """
+    SELECT CASE WHEN w >= '0001-01-01T00:00:00Z' THEN w END
+    FROM (
+        SELECT _timescaledb_functions.to_timestamp(_timescaledb_functions.cagg_watermark(c.mat_hypertable_id)) AS w
+        FROM _timescaledb_catalog.continuous_agg c
+        WHERE c.user_view_schema = 'public' AND c.user_view_name = %(view)s
+    ) AS watermark
+"""
+_APACHE_WATERMARK = """
+    SELECT CASE WHEN isfinite(w) THEN w END
+    FROM (SELECT public.time_bucket(%(width)s, telemetry_rollup.watermark()) AS w) AS watermark
+"""
+
+
+def aggregate_complete_until(interval):
+    """The time before which the aggregate serving ``interval`` is materialized, or None (raw readings, or nothing
+    materialized yet). Buckets from it on are computed from the raw readings at query time (real time); below
+    it, a reading that arrived late is counted at the next refresh."""
+    seconds = interval.total_seconds()
+    width, view = next(((width, view) for width, view in AGGREGATE_VIEWS if seconds % width == 0), (None, None))
+    if view is None:
+        return None
+    query = _TSL_WATERMARK if edition.current() == edition.TIMESCALE else _APACHE_WATERMARK
+    with connection.cursor() as cursor:
+        cursor.execute(query, {"view": view, "width": timedelta(seconds=width)})
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
 # Re-bucketing is exact because the stored buckets nest in the requested ones (same origin, width dividing
 # the interval) and hold sum and count, never avg.
 _FROM_AGGREGATE = """
@@ -106,12 +141,8 @@ _FROM_RAW = """
 """
 
 
-def telemetry_aggregate(*, device, start, end, interval, metrics=None):
-    """``[{bucket, metric, count, min, max, avg, sum}]`` of the device's numeric top-level metrics in buckets
-    of ``interval`` starting in ``[start, end)``, each over its whole interval (see ``aggregate_buckets``),
-    ordered by bucket then metric. Served from the coarsest aggregate whose bucket divides the interval, else from
-    raw readings.
-    """
+def _aggregate_query(*, device, start, end, interval, metrics):
+    """The aggregate query (rows ``bucket, metric, count, min, max, sum``) and its parameters."""
     first, stop, _ = aggregate_buckets(start=start, end=end, interval=interval)
     view = aggregate_source(interval)
     if view is None:
@@ -131,6 +162,16 @@ def telemetry_aggregate(*, device, start, end, interval, metrics=None):
         "stop": stop,
         "metrics": list(metrics or ()),
     }
+    return query, params
+
+
+def telemetry_aggregate(*, device, start, end, interval, metrics=None):
+    """``[{bucket, metric, count, min, max, avg, sum}]`` of the device's numeric top-level metrics in buckets
+    of ``interval`` starting in ``[start, end)``, each over its whole interval (see ``aggregate_buckets``),
+    ordered by bucket then metric. Served from the coarsest aggregate whose bucket divides the interval, else from
+    raw readings.
+    """
+    query, params = _aggregate_query(device=device, start=start, end=end, interval=interval, metrics=metrics)
     with connection.cursor() as cursor:
         cursor.execute(query.as_string(cursor.connection), params)
         return [
@@ -145,3 +186,81 @@ def telemetry_aggregate(*, device, start, end, interval, metrics=None):
             }
             for bucket, metric, count, low, high, total in cursor.fetchall()
         ]
+
+
+# CSV exports (iothub/api/exports.py): each returns ``produce(connection) -> (header, rows)`` for csv_response, run
+# inside the export's transaction. Without ``metrics``, the columns are every metric the range holds, by name.
+
+_READING_METRICS_SQL = """
+    SELECT DISTINCT m.key COLLATE "C"
+    FROM telemetry t CROSS JOIN LATERAL jsonb_object_keys(t.metrics) AS m(key)
+    WHERE t.device_id = %(device)s AND t.time >= %(start)s AND t.time < %(end)s
+    ORDER BY 1
+"""
+# Cells as PostgreSQL writes the values: numbers as stored (jsonb keeps what was sent: 21.50 stays 21.50),
+# true/false, strings bare, objects as JSON; NULL (an empty cell) where the reading lacks the metric.
+_READINGS_SQL = """
+    SELECT public.utc_iso8601(t.time) {columns}
+    FROM telemetry t
+    WHERE t.device_id = %(device)s AND t.time >= %(start)s AND t.time < %(end)s {metric_filter}
+    ORDER BY t.time {direction}
+"""
+AGGREGATE_STATISTICS = ("count", "min", "max", "avg", "sum")
+
+
+def telemetry_export(*, device, start, end, metrics=None, ascending=False):
+    """Raw readings as CSV rows: ``timestamp`` then one column per metric (``metrics`` in their order)."""
+    params = {"device": device.pk, "start": start, "end": end, "metrics": list(metrics or ())}
+
+    def produce(connection):
+        names = list(metrics or ())
+        if not names:
+            with connection.cursor() as cursor:
+                cursor.execute(_READING_METRICS_SQL, params)
+                names = [name for (name,) in cursor.fetchall()]
+        query = sql.SQL(_READINGS_SQL).format(
+            columns=sql.SQL("").join(sql.SQL(", t.metrics ->> {}").format(sql.Literal(name)) for name in names),
+            metric_filter=sql.SQL("AND t.metrics ?| %(metrics)s" if metrics else ""),
+            direction=sql.SQL("ASC" if ascending else "DESC"),
+        )
+        rows = server_side_rows(connection, query.as_string(connection.connection), params)
+        return ["timestamp", *names], rows
+
+    return produce
+
+
+def telemetry_aggregate_export(*, device, start, end, interval, metrics=None):
+    """Aggregates as CSV rows: ``bucket``, then ``<metric>:count``, ``:min``, ``:max``, ``:avg``, ``:sum`` per
+    metric, one row per bucket."""
+    query, params = _aggregate_query(device=device, start=start, end=end, interval=interval, metrics=metrics)
+
+    def produce(connection):
+        text = query.as_string(connection.connection)
+        names = list(metrics or ())
+        if not names:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f'SELECT DISTINCT q.metric COLLATE "C" FROM ({text}) AS q(b, metric, c, lo, hi, s) ORDER BY 1',
+                    params,
+                )
+                names = [name for (name,) in cursor.fetchall()]
+        header = ["bucket", *(f"{name}:{statistic}" for name in names for statistic in AGGREGATE_STATISTICS)]
+        return header, _bucket_rows(server_side_rows(connection, text, params), names)
+
+    return produce
+
+
+def _bucket_rows(rows, names):
+    """One row per bucket from the aggregate query's rows (ordered by bucket, then metric)."""
+    offsets = {name: index * len(AGGREGATE_STATISTICS) for index, name in enumerate(names)}
+    bucket = cells = None
+    for row_bucket, metric, count, low, high, total in rows:
+        if row_bucket != bucket:
+            if cells is not None:
+                yield [utc_iso(bucket), *cells]
+            bucket, cells = row_bucket, [None] * len(offsets) * len(AGGREGATE_STATISTICS)
+        offset = offsets.get(metric)
+        if offset is not None:
+            cells[offset : offset + len(AGGREGATE_STATISTICS)] = [count, low, high, total / count, total]
+    if cells is not None:
+        yield [utc_iso(bucket), *cells]

@@ -7,6 +7,7 @@ from django.db import DatabaseError, IntegrityError, InterfaceError, Operational
 from django.db.models import ProtectedError, RestrictedError
 from django.http import Http404
 from rest_framework import exceptions
+from rest_framework.renderers import JSONRenderer
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -15,6 +16,10 @@ from iothub.api.problems import PROBLEM_CONTENT_TYPE, json_pointer, problem_body
 from iothub.models import LAST_ADMIN_SQLSTATE
 
 logger = logging.getLogger(__name__)
+
+
+class ProblemRenderer(JSONRenderer):
+    media_type = PROBLEM_CONTENT_TYPE
 
 
 # SQLSTATEs a constraint raises when a concurrent writer slipped past the serializers' checks.
@@ -96,7 +101,8 @@ def _problem(exc):
             exc.status_code, code=str(detail.get("code") or exc.default_code), detail=str(detail["detail"])
         )
     code = getattr(detail, "code", None) or exc.default_code
-    return problem_body(exc.status_code, code=str(code), detail=str(detail))
+    extensions = exc.problem_extensions() if hasattr(exc, "problem_extensions") else {}
+    return problem_body(exc.status_code, code=str(code), detail=str(detail), **extensions)
 
 
 def problem_exception_handler(exc, context):
@@ -107,4 +113,8 @@ def problem_exception_handler(exc, context):
     response = drf_exception_handler(api_exc, context)
     response.data = _problem(api_exc)
     response.content_type = PROBLEM_CONTENT_TYPE
+    # A problem is JSON whatever the request negotiated (the schema's YAML, Swagger's HTML, an export's CSV).
+    request = context.get("request")
+    if request is not None:
+        request.accepted_renderer, request.accepted_media_type = ProblemRenderer(), PROBLEM_CONTENT_TYPE
     return response

@@ -16,10 +16,22 @@ class FilterBackend(DjangoFilterBackend):
         return filterset.qs
 
 
+class SearchFilter(filters.SearchFilter):
+    """DRF's, documented (and accepted) only on views that declare ``search_fields``: elsewhere it did nothing."""
+
+    def get_schema_operation_parameters(self, view):
+        return super().get_schema_operation_parameters(view) if getattr(view, "search_fields", None) else []
+
+
 class OrderingFilter(filters.OrderingFilter):
-    """DRF's ``?ordering=``, where a view may sort a field by an expression instead of its value
-    (``ordering_expressions``, e.g. a severity by its rank), and ties keep the queryset's own order, so that pages
-    of equal keys stay stable."""
+    """DRF's ``?ordering=``, documented (and accepted) only on views that declare ``ordering_fields``, where a view
+    may sort a field by an expression instead of its value (``ordering_expressions``, e.g. a severity by its rank),
+    and ties keep the queryset's own order, so that pages of equal keys stay stable."""
+
+    def get_schema_operation_parameters(self, view):
+        if not getattr(view, "ordering_fields", None):
+            return []
+        return super().get_schema_operation_parameters(view)
 
     def filter_queryset(self, request, queryset, view):
         ordering = self.get_ordering(request, queryset, view)

@@ -7,10 +7,24 @@ request, so a role change applies at once (the JWT ``role`` claim is information
 
 from functools import cache
 
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from iothub.access import MODEL_ACCESS
 from iothub.models import Role
+
+
+class RoleRequired(PermissionDenied):
+    """A 403 that names the roles that may do what the caller's role may not (the problem's ``required_roles``)."""
+
+    def __init__(self, *, roles, role):
+        self.required_roles = [name for name in Role.values if name in roles]  # in the order of Role
+        needed = " or ".join(self.required_roles) or "no role"
+        action = "Only" if len(self.required_roles) == 1 else "Only the roles"
+        super().__init__(f"{action} {needed} may do this; you are {role}.", code="permission_denied")
+
+    def problem_extensions(self):
+        return {"required_roles": self.required_roles}
 
 
 class RolePermission(BasePermission):
@@ -20,9 +34,11 @@ class RolePermission(BasePermission):
     def has_permission(self, request, view):
         user = request.user
         if not (user and user.is_authenticated):
-            return False
+            return False  # DRF answers 401 (not authenticated)
         roles = self.read_roles if request.method in SAFE_METHODS else self.write_roles
-        return user.role in roles
+        if user.role not in roles:
+            raise RoleRequired(roles=roles, role=user.role)
+        return True
 
 
 class AdminOnly(RolePermission):

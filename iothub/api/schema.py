@@ -11,13 +11,21 @@ event transition's 409) with just a description: the problem shape is added here
 with a richer document (health's 503) declares its content and keeps it.
 
 A method the path does not allow is a 405 problem too; OpenAPI has no operation to attach it to.
+
+Every operation has a summary (a viewset's from its action and model, other views' from ``extend_schema``), the
+query parameters its view declares (iothub/api/query_parameters.py accepts exactly those), and descriptions in
+Markdown (the docstrings' reST literals are converted by ``markdown_descriptions``).
 """
 
+import re
+
 from drf_spectacular import openapi
-from drf_spectacular.plumbing import ResolvedComponent
+from drf_spectacular.plumbing import ResolvedComponent, get_doc
+from rest_framework.generics import GenericAPIView
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.viewsets import ViewSetMixin
 
+from iothub.api.exports import CSV_CONTENT_TYPE
 from iothub.api.permissions import RolePermission
 from iothub.api.problems import PROBLEM_CONTENT_TYPE
 from iothub.models import Role
@@ -66,7 +74,8 @@ PROBLEM_DESCRIPTIONS = {
     400: "Malformed JSON (`parse_error`), invalid fields (`invalid`, each error with a `pointer`) or invalid query "
     "parameters (`invalid_parameter`, each error with a `parameter`).",
     401: "No credentials (`not_authenticated`), or credentials or a token that are not valid.",
-    403: "The caller's role does not allow this (`permission_denied`).",
+    403: "The caller's role does not allow this (`permission_denied`); the detail and the extension member "
+    "`required_roles` name the roles that may.",
     404: "No such resource, or a page past the end (`not_found`).",
     409: "The request conflicts with the resource's state or a database constraint (`conflict`, `protected`).",
     413: "The body exceeds 1 MiB (`payload_too_large`).",
@@ -76,14 +85,76 @@ PROBLEM_DESCRIPTIONS = {
     503: "The database is unavailable (`database_unavailable`); retry later.",
 }
 
+CSV_DESCRIPTION = (
+    "CSV (RFC 4180), streamed: a header row, then every row the query selects (no pagination). Times in UTC, "
+    "ISO 8601 with Z; the operation's description lists the columns."
+)
+
 _PROBLEM = ResolvedComponent("Problem", ResolvedComponent.SCHEMA, schema=PROBLEM_SCHEMA, object="Problem")
 _PROBLEM_ERROR = ResolvedComponent(
     "ProblemError", ResolvedComponent.SCHEMA, schema=PROBLEM_ERROR_SCHEMA, object="ProblemError"
 )
 
 
+# A viewset action's summary, from its model's names.
+ACTION_SUMMARIES = {
+    "list": "List {plural}",
+    "create": "Create {a} {name}",
+    "retrieve": "Get {a} {name}",
+    "update": "Replace {a} {name}",
+    "partial_update": "Update fields of {a} {name}",
+    "destroy": "Delete {a} {name}",
+}
+
+REST_LITERAL = re.compile(r"``(.+?)``", re.DOTALL)
+
+
+def markdown_descriptions(result, generator, request, public):
+    """Postprocessing hook: docstrings are written with reST literals (two backticks), which Markdown renders with
+    the backticks showing; every description and summary gets Markdown's single backticks instead."""
+
+    def convert(node):
+        if isinstance(node, dict):
+            return {
+                key: REST_LITERAL.sub(r"`\1`", value)
+                if key in ("description", "summary") and isinstance(value, str)
+                else convert(value)
+                for key, value in node.items()
+            }
+        if isinstance(node, list):
+            return [convert(item) for item in node]
+        return node
+
+    return convert(result)
+
+
 class AutoSchema(openapi.AutoSchema):
-    """drf-spectacular's schema, plus the problem responses each operation can return."""
+    """drf-spectacular's schema, plus summaries, the view's declared query parameters and the problem responses
+    each operation can return."""
+
+    def get_summary(self):
+        action = getattr(self.view, "action", None)
+        if isinstance(self.view, ViewSetMixin) and action in ACTION_SUMMARIES:
+            meta = self.view.get_queryset().model._meta
+            name = str(meta.verbose_name)
+            article = "an" if name[:1] in "aeiou" else "a"
+            return ACTION_SUMMARIES[action].format(a=article, name=name, plural=meta.verbose_name_plural)
+        # Else extend_schema's summary (it overrides this method), or the first sentence of the view's docstring.
+        doc = get_doc(self.view.__class__)
+        return doc.split("\n\n")[0].replace("\n", " ").split(". ")[0].rstrip(".") or None
+
+    def get_override_parameters(self):
+        # A view's query serializer (iothub.api.query_parameters reads the same attribute).
+        query_serializer_class = getattr(self.view, "query_serializer_class", None)
+        return [query_serializer_class] if query_serializer_class else []
+
+    def _get_pagination_parameters(self):
+        # drf-spectacular documents the paginator of generic list views only; a plain APIView that paginates by
+        # itself (raw telemetry's cursor) declares its pagination_class the same way.
+        pagination_class = getattr(self.view, "pagination_class", None)
+        if not isinstance(self.view, GenericAPIView) and pagination_class:
+            return pagination_class().get_schema_operation_parameters(self.view)
+        return super()._get_pagination_parameters()
 
     def get_operation(self, path, path_regex, path_prefix, method, registry):
         operation = super().get_operation(path, path_regex, path_prefix, method, registry)
@@ -98,6 +169,10 @@ class AutoSchema(openapi.AutoSchema):
             if not response.get("description"):
                 response["description"] = PROBLEM_DESCRIPTIONS.get(status, "A problem.")
             response.setdefault("content", {PROBLEM_CONTENT_TYPE: {"schema": _PROBLEM.ref}})
+        for status, response in responses.items():
+            # A CSV export is text, not the JSON schema drf-spectacular gives every renderer.
+            if status.startswith("2") and CSV_CONTENT_TYPE in response.get("content", {}):
+                response["content"][CSV_CONTENT_TYPE] = {"schema": {"type": "string", "description": CSV_DESCRIPTION}}
         operation["responses"] = dict(sorted(responses.items()))
         return operation
 

@@ -1,5 +1,4 @@
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from iothub.api import views
@@ -15,7 +14,7 @@ urlpatterns = [
     path("auth/logout/", views.LogoutApi.as_view(), name="logout"),
     path("me/", views.MeApi.as_view(), name="me"),
     path("health/", views.HealthApi.as_view(), name="health"),
-    path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="iothub-api:schema"), name="docs"),
+    path("schema/", views.SchemaApi.as_view(), name="schema"),
+    path("docs/", views.DocsView.as_view(url_name="iothub-api:schema"), name="docs"),
     *router.urls,
 ]

@@ -1,6 +1,7 @@
 from django.db import DatabaseError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework import serializers, status, viewsets
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import AllowAny
@@ -13,22 +14,31 @@ from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from iothub import edition
 from iothub.api.permissions import AnyRole, model_permission
 from iothub.api.problems import PROBLEM_CONTENT_TYPE, problem_body
+from iothub.api.query_parameters import KnownQueryParametersMixin
 from iothub.api.serializers import LogoutSerializer, MeSerializer, TokenRefreshSerializer, UserSerializer
 from iothub.models import Role, User
 
 
-class TokenObtainPairApi(jwt_views.TokenObtainPairView):
+class TokenObtainPairApi(KnownQueryParametersMixin, jwt_views.TokenObtainPairView):
+    """Log in: a JWT pair for a username and password.
+
+    The access token lives 15 minutes, the refresh token 1 day.
+
+    Failed logins are limited per username and client address (429 with `Retry-After`)."""
+
     # Failed logins are counted and refused with 429s by iothub.login_protection, the authentication backend.
     login_protected = True
 
 
-class TokenRefreshApi(jwt_views.TokenRefreshView):
+class TokenRefreshApi(KnownQueryParametersMixin, jwt_views.TokenRefreshView):
+    """Refresh: a new token pair for a refresh token, which is blacklisted (rotation)."""
+
     serializer_class = TokenRefreshSerializer
     # Failed refreshes count against the client address (iothub.login_protection, from the serializer).
     login_protected = True
 
 
-class LogoutApi(APIView):
+class LogoutApi(KnownQueryParametersMixin, APIView):
     """Blacklists a refresh token. An access token already issued stays valid until it expires (15 minutes)."""
 
     authentication_classes = []
@@ -38,7 +48,7 @@ class LogoutApi(APIView):
         # Without it DRF turns the invalid-token 401 into a 403.
         return 'Bearer realm="api"'
 
-    @extend_schema(request=LogoutSerializer, responses={204: None})
+    @extend_schema(summary="Log out: blacklist a refresh token", request=LogoutSerializer, responses={204: None})
     def post(self, request):
         serializer = LogoutSerializer(data=request.data)
         try:
@@ -48,15 +58,15 @@ class LogoutApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class MeApi(APIView):
+class MeApi(KnownQueryParametersMixin, APIView):
     permission_classes = [AnyRole]
 
-    @extend_schema(responses=MeSerializer)
+    @extend_schema(summary="The caller and its role", responses=MeSerializer)
     def get(self, request):
         return Response(MeSerializer(request.user).data)
 
 
-class UserViewSet(viewsets.ModelViewSet):
+class UserViewSet(KnownQueryParametersMixin, viewsets.ModelViewSet):
     queryset = User.objects.all()
     serializer_class = UserSerializer
     permission_classes = [model_permission("iothub.user")]
@@ -144,7 +154,7 @@ def _caller_is_admin(request):
     return authenticated is not None and authenticated[0].role == Role.ADMIN
 
 
-class HealthApi(APIView):
+class HealthApi(KnownQueryParametersMixin, APIView):
     """Liveness and readiness for load balancers and container healthchecks: no authentication. The TimescaleDB
     version and edition are shown to admins only."""
 
@@ -152,12 +162,13 @@ class HealthApi(APIView):
     permission_classes = [AllowAny]
 
     @extend_schema(
+        summary="Health: database, TimescaleDB, migrations",
         responses={
             200: HealthSerializer,
             (503, PROBLEM_CONTENT_TYPE): OpenApiResponse(
                 HealthProblemSerializer, description="A check failed: a problem that carries the same report."
             ),
-        }
+        },
     )
     def get(self, request):
         healthy, report = health_report()
@@ -168,3 +179,13 @@ class HealthApi(APIView):
         # A problem document that keeps the report's fields as extension members.
         body = problem_body(503, code="unhealthy", detail="A health check failed.", **report)
         return Response(body, status=503, content_type=PROBLEM_CONTENT_TYPE)
+
+
+class SchemaApi(KnownQueryParametersMixin, SpectacularAPIView):
+    """The OpenAPI 3 schema, YAML or JSON (``?format=json``)."""
+
+    extra_query_parameters = ["lang"]  # drf-spectacular's: the language of the descriptions
+
+
+class DocsView(KnownQueryParametersMixin, SpectacularSwaggerView):
+    """Swagger UI, served from our own static files."""

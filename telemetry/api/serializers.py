@@ -1,13 +1,13 @@
 """API serializers of the telemetry app."""
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from rest_framework import serializers
 from rest_framework.fields import empty
 
-from iothub.api.formats import UTC_TIME
+from iothub.api.formats import UTC_TIME, utc_iso
 from iothub.api.serializers import StrictFieldsMixin, StrictModelSerializer
 from telemetry.buckets import aggregate_buckets
 from telemetry.models import METRIC_NAME_REGEX, Device, DeviceType, IngestKey
@@ -200,7 +200,7 @@ class TelemetryQuerySerializer(serializers.Serializer):
 
 
 class TelemetryAggregateQuerySerializer(serializers.Serializer):
-    """Buckets of ``interval`` starting in ``[start, end)``, at most 10,000 of them."""
+    """Buckets of ``interval`` starting in ``[start, end)``, at most 10,000 of them (no limit in a CSV export)."""
 
     start = UtcTimeParameter()
     end = UtcTimeParameter()
@@ -213,7 +213,7 @@ class TelemetryAggregateQuerySerializer(serializers.Serializer):
             _, _, count = aggregate_buckets(start=attrs["start"], end=attrs["end"], interval=attrs["interval"].width)
         except OverflowError:  # the last bucket would end after year 9999
             raise serializers.ValidationError({"end": ["Out of range for this interval."]}, code="invalid") from None
-        if count > MAX_BUCKETS:
+        if self.context.get("limit_buckets", True) and count > MAX_BUCKETS:
             raise serializers.ValidationError(
                 {"interval": [f"{count} buckets between start and end; at most {MAX_BUCKETS:,}: widen the interval."]},
                 code="too_many_buckets",
@@ -265,11 +265,22 @@ class AggregateBucketSerializer(serializers.Serializer):
 
     def to_representation(self, instance):
         # Up to 10,000 buckets per metric in one answer: DRF's per-field machinery would cost ≈25 µs a bucket.
-        return {**instance, "bucket": instance["bucket"].astimezone(UTC).isoformat().replace("+00:00", "Z")}
+        return {**instance, "bucket": utc_iso(instance["bucket"])}
+
+
+COMPLETE_UNTIL_HELP = (
+    "The aggregates' watermark: buckets ending at or before it are materialized; buckets after it are computed "
+    "from the raw readings at query time (real time: the current one is still filling). A reading that arrives "
+    "late, with a time before it, is counted at the next refresh (within a minute on the Apache edition, within "
+    "the refresh policy's next run or the hourly late-data refresh on the community edition). Null when the "
+    "interval is served from raw readings (no aggregate divides it) or nothing is materialized yet. Also sent as "
+    "the `Complete-Until` header."
+)
 
 
 class TelemetryAggregateSerializer(serializers.Serializer):
     interval = serializers.CharField()
     start = serializers.DateTimeField()
     end = serializers.DateTimeField()
+    complete_until = serializers.DateTimeField(allow_null=True, help_text=COMPLETE_UNTIL_HELP)
     results = AggregateBucketSerializer(many=True)

@@ -7,17 +7,19 @@ from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
-from rest_framework import exceptions, filters, status, viewsets
+from rest_framework import exceptions, status, viewsets
 from rest_framework.pagination import CursorPagination
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from iothub.api.exceptions import InvalidQueryParameters
-from iothub.api.filters import FilterBackend
-from iothub.api.formats import UUID
+from iothub.api.exports import CSVRenderer, csv_response, wants_csv
+from iothub.api.filters import FilterBackend, SearchFilter
+from iothub.api.formats import UUID, utc_iso
 from iothub.api.pagination import positive_int_parameter
 from iothub.api.permissions import AnyRole, model_permission
+from iothub.api.query_parameters import KnownQueryParametersMixin
 from telemetry.api.serializers import (
     DeviceSerializer,
     DeviceTypeSerializer,
@@ -33,10 +35,18 @@ from telemetry.api.serializers import (
 from telemetry.filtersets import DeviceFilterSet
 from telemetry.ingest.keys import ingest_key_assign, ingest_key_create, ingest_key_revoke, ingest_key_rotate
 from telemetry.models import Device, DeviceType, IngestKey
-from telemetry.selectors import device_list, telemetry_aggregate, telemetry_latest, telemetry_readings
+from telemetry.selectors import (
+    aggregate_complete_until,
+    device_list,
+    telemetry_aggregate,
+    telemetry_aggregate_export,
+    telemetry_export,
+    telemetry_latest,
+    telemetry_readings,
+)
 
 
-class DeviceTypeViewSet(viewsets.ModelViewSet):
+class DeviceTypeViewSet(KnownQueryParametersMixin, viewsets.ModelViewSet):
     """Device types: admins write, every role reads. A type still used by a device can't be deleted (409)."""
 
     queryset = DeviceType.objects.all()
@@ -46,7 +56,7 @@ class DeviceTypeViewSet(viewsets.ModelViewSet):
     ordering_fields = ["name", "created_at"]
 
 
-class IngestKeyViewSet(viewsets.ModelViewSet):
+class IngestKeyViewSet(KnownQueryParametersMixin, viewsets.ModelViewSet):
     """Device keys: admins and operators manage them, viewers don't see them. The key itself is in the answer of
     the creation (and of a rotation) only. Deleting a key revokes it: its devices return to open ingest."""
 
@@ -74,7 +84,7 @@ class IngestKeyViewSet(viewsets.ModelViewSet):
         ingest_key_revoke(ingest_key=instance)
 
 
-class IngestKeyRotateApi(APIView):
+class IngestKeyRotateApi(KnownQueryParametersMixin, APIView):
     """POST: a new key for the same devices, shown once; the old key stops working at once."""
 
     permission_classes = [model_permission("telemetry.ingestkey")]
@@ -90,14 +100,14 @@ def _with_key(ingest_key, key):
     return {**IngestKeySerializer(ingest_key).data, "key": key}
 
 
-class DeviceViewSet(viewsets.ModelViewSet):
+class DeviceViewSet(KnownQueryParametersMixin, viewsets.ModelViewSet):
     """Devices: admins and operators write, every role reads. Deleting a device deletes its telemetry."""
 
     serializer_class = DeviceSerializer
     permission_classes = [model_permission("telemetry.device")]
     lookup_value_regex = UUID.pattern  # a path segment that is not a UUID is a 404 at routing, not a database error
     # Ordering is the filterset's (it refuses unknown fields), so DRF's OrderingFilter is left out.
-    filter_backends = [FilterBackend, filters.SearchFilter]
+    filter_backends = [FilterBackend, SearchFilter]
     filterset_class = DeviceFilterSet
     search_fields = ["name", "serial_number"]
 
@@ -127,7 +137,7 @@ class TelemetryCursorPagination(CursorPagination):
     page_size_query_param = "page_size"
     max_page_size = 500
 
-    def __init__(self, *, ascending):
+    def __init__(self, *, ascending=False):
         self.ordering = "time" if ascending else "-time"
 
     def get_page_size(self, request):
@@ -144,31 +154,47 @@ class TelemetryCursorPagination(CursorPagination):
         return cursor
 
 
-class DeviceTelemetryApi(APIView):
+class DeviceTelemetryApi(KnownQueryParametersMixin, APIView):
     """Raw readings of a device in ``[start, end)`` (default: the last 24 hours), newest first unless
-    ``order=asc``. With ``metrics=a,b``, only readings holding one of them, narrowed to them."""
+    ``order=asc``. With ``metrics=a,b``, only readings holding one of them, narrowed to them.
+
+    As CSV (``Accept: text/csv`` or ``format=csv``): every reading of the range, streamed, not paginated; columns
+    ``timestamp`` (UTC, ISO 8601 with Z) then one per metric (the requested ones in their order, else every metric
+    of the range by name), cells as sent, empty where a reading lacks the metric."""
 
     permission_classes = [AnyRole]
+    renderer_classes = [JSONRenderer, CSVRenderer]
+    query_serializer_class = TelemetryQuerySerializer
+    pagination_class = TelemetryCursorPagination
 
-    @extend_schema(parameters=[TelemetryQuerySerializer], responses=TelemetryReadingPageSerializer)
+    @extend_schema(summary="Raw readings of a device", responses=TelemetryReadingPageSerializer)
     def get(self, request, device_id):
         device = get_object_or_404(Device, pk=device_id)
-        params = query_parameters(TelemetryQuerySerializer, request, now=timezone.now())
+        params = query_parameters(self.query_serializer_class, request, now=timezone.now())
+        if wants_csv(request):
+            export = telemetry_export(
+                device=device,
+                start=params["start"],
+                end=params["end"],
+                metrics=params.get("metrics"),
+                ascending=params["order"] == "asc",
+            )
+            return csv_response(export, filename=f"readings-{device.pk}.csv")
         readings = telemetry_readings(
             device=device, start=params["start"], end=params["end"], metrics=params.get("metrics")
         )
-        paginator = TelemetryCursorPagination(ascending=params["order"] == "asc")
+        paginator = self.pagination_class(ascending=params["order"] == "asc")
         page = paginator.paginate_queryset(readings, request, view=self)
         serializer = TelemetryReadingSerializer(page, many=True, context={"metrics": params.get("metrics")})
         return paginator.get_paginated_response(serializer.data)
 
 
-class DeviceTelemetryLatestApi(APIView):
+class DeviceTelemetryLatestApi(KnownQueryParametersMixin, APIView):
     """The newest reading of a device, and the newest value of each metric it sent in the last 24 hours."""
 
     permission_classes = [AnyRole]
 
-    @extend_schema(responses=TelemetryLatestSerializer)
+    @extend_schema(summary="Latest reading and values of a device", responses=TelemetryLatestSerializer)
     def get(self, request, device_id):
         device = get_object_or_404(Device, pk=device_id)
         reading, metrics = telemetry_latest(device=device, now=timezone.now())
@@ -186,27 +212,45 @@ class FastJSONRenderer(JSONRenderer):
         return b"" if data is None else orjson.dumps(data)
 
 
-class DeviceTelemetryAggregateApi(APIView):
-    """Per-metric ``count, min, max, avg, sum`` of a device's numeric metrics in buckets of ``interval``."""
+def complete_until_header(moment):
+    """``Complete-Until``: the aggregates' watermark, as the body's ``complete_until`` (absent when null)."""
+    return {"Complete-Until": utc_iso(moment)} if moment else {}
+
+
+class DeviceTelemetryAggregateApi(KnownQueryParametersMixin, APIView):
+    """Per-metric ``count, min, max, avg, sum`` of a device's numeric metrics in buckets of ``interval``.
+
+    As CSV (``Accept: text/csv`` or ``format=csv``): streamed, with no limit on the number of buckets; one row per
+    bucket, columns ``bucket`` then ``<metric>:count``, ``<metric>:min``, ``<metric>:max``, ``<metric>:avg``,
+    ``<metric>:sum`` for each metric (the requested ones in their order, else every metric by name). The
+    ``Complete-Until`` header carries ``complete_until``."""
 
     permission_classes = [AnyRole]
-    renderer_classes = [FastJSONRenderer]
+    renderer_classes = [FastJSONRenderer, CSVRenderer]
+    query_serializer_class = TelemetryAggregateQuerySerializer
 
-    @extend_schema(parameters=[TelemetryAggregateQuerySerializer], responses=TelemetryAggregateSerializer)
+    @extend_schema(summary="Aggregates of a device per time bucket", responses=TelemetryAggregateSerializer)
     def get(self, request, device_id):
         device = get_object_or_404(Device, pk=device_id)
-        params = query_parameters(TelemetryAggregateQuerySerializer, request)
-        results = telemetry_aggregate(
-            device=device,
-            start=params["start"],
-            end=params["end"],
-            interval=params["interval"].width,
-            metrics=params.get("metrics"),
-        )
+        exporting = wants_csv(request)
+        params = query_parameters(self.query_serializer_class, request, limit_buckets=not exporting)
+        complete_until = aggregate_complete_until(params["interval"].width)
+        headers = complete_until_header(complete_until)
+        selection = {
+            "device": device,
+            "start": params["start"],
+            "end": params["end"],
+            "interval": params["interval"].width,
+            "metrics": params.get("metrics"),
+        }
+        if exporting:
+            export = telemetry_aggregate_export(**selection)
+            return csv_response(export, filename=f"aggregates-{device.pk}.csv", headers=headers)
         answer = {
             "interval": params["interval"].text,
             "start": params["start"],
             "end": params["end"],
-            "results": results,
+            "complete_until": complete_until,
+            "results": telemetry_aggregate(**selection),
         }
-        return Response(TelemetryAggregateSerializer(answer).data)
+        return Response(TelemetryAggregateSerializer(answer).data, headers=headers)

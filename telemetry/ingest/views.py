@@ -13,9 +13,11 @@ from rest_framework.permissions import AllowAny
 from rest_framework.utils.mediatypes import media_type_matches
 from rest_framework.views import APIView
 
-from iothub.api.exceptions import ServiceUnavailable
+from iothub.api.exception_handler import validation_problem
+from iothub.api.exceptions import InvalidQueryParameters, ServiceUnavailable
 from iothub.api.parsers import parse_json, read_body
 from iothub.api.problems import problem_response
+from iothub.api.query_parameters import KnownQueryParametersMixin, unknown_parameter_errors
 from iothub.client_address import client_address
 from telemetry.ingest.keys import CHALLENGE, presented_key
 from telemetry.ingest.services import InvalidReadings, KeyRefused, RateLimited, reading_ingest
@@ -73,6 +75,10 @@ def telemetry_ingest(request):
     and stores the readings in one statement, its own transaction (telemetry.ingest.services.reading_ingest); the
     201 after COMMIT.
     """
+    if request.META.get("QUERY_STRING") and request.GET:
+        # The endpoint takes no query parameter (KnownQueryParametersMixin's check, on the fast path).
+        body = validation_problem(InvalidQueryParameters(unknown_parameter_errors(request.GET, allowed=())))
+        return problem_response(400, code=body["code"], detail=body["detail"], errors=body["errors"])
     try:
         payload = _ingest_payload(request)
     except exceptions.APIException as exc:  # 400 parse_error, 413, 415: DRF's exceptions, as its parser raised them
@@ -114,7 +120,7 @@ def _ingest_payload(request):
     return parse_json(read_body(request))
 
 
-class TelemetryIngestApi(APIView):
+class TelemetryIngestApi(KnownQueryParametersMixin, APIView):
     """Devices post readings here. No user authentication (a JWT is ignored); a device that has a device key only
     accepts readings whose request carries it (``Authorization: Device <key>``, telemetry.ingest.keys).
 

@@ -90,7 +90,9 @@ def answers(client, devices, base):
             params = {"start": iso(base + start), "end": iso(base + end), "interval": interval}
             response = client.get(aggregate_url(device), params)
             assert response.status_code == 200, response.content
-            result.setdefault(label, {})[interval] = relative(response.json(), base)
+            body = response.json()
+            del body["complete_until"]  # the watermark follows the clock (test_aggregate_completeness.py)
+            result.setdefault(label, {})[interval] = relative(body, base)
     return result
 
 
