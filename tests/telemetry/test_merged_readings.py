@@ -295,7 +295,8 @@ def _in_threads(*work):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_merges_into_one_reading_lose_no_metric_and_do_not_deadlock():
+def test_concurrent_merges_into_one_reading_lose_no_metric_and_do_not_deadlock(settings):
+    settings.INGEST_DEVICE_RATE = (1_000_000, 1)  # 120 requests a device in a few seconds: not the rate's test
     first, second = DeviceFactory(), DeviceFactory()
     rule = RuleFactory(metric="y", threshold=0, dedupe=False)
     start = minutes_ago(30)
