@@ -60,6 +60,9 @@ class Device(models.Model):
     status = models.CharField(max_length=16, choices=DeviceStatus.choices, default=DeviceStatus.ACTIVE)
     device_type = models.ForeignKey(DeviceType, on_delete=models.PROTECT, related_name="devices")
     metadata = models.JSONField(default=dict, blank=True)
+    # Set by the database (trigger devices_status_changed_at) whenever the status changes, whoever changes it;
+    # no-data rules count a device's silence from when it last became active at the earliest.
+    status_changed_at = models.DateTimeField(db_default=Now(), editable=False)
     created_at = models.DateTimeField(db_default=Now(), editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
