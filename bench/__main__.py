@@ -77,6 +77,7 @@ def main():
                 ("profile", bench.profile_ingest),
                 ("batch_ingest", bench.batch_ingest),
                 ("rule_trigger", bench.trigger_overhead),
+                ("no_data_cycle", bench.no_data_cycle),
                 ("soak", lambda: bench.soak(plan.soak_seconds)),
                 ("queries", bench.queries),
                 ("storage", bench.storage),

@@ -22,10 +22,11 @@ class Plan:
     query_seconds: int
     sql_repeats: int
     soak_seconds: int
+    no_data_devices: int = 10_000  # (3b) devices x 3 metrics watched by no-data rules
 
 
 PLANS = {
     "full": Plan("full", True, 8, 3, 12, 10, 12, 200_000, 100, 2, 0.05, 90, 8, 20, 30),
-    "smoke": Plan("smoke", False, 1, 1, 1, 1, 1, 5_000, 3, 1, 0.01, 2, 1, 1, 2),
+    "smoke": Plan("smoke", False, 1, 1, 1, 1, 1, 5_000, 3, 1, 0.01, 2, 1, 1, 2, 200),
     "soak": Plan("soak", True, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
 }

@@ -91,7 +91,7 @@ class Migration(migrations.Migration):
         RunLiveSQL("functions/rules_with_no_data.sql", "9f34db38d6eabdcbde0706fafac604f9f0bb800a526317552cd754901f141efd"),
         RunLiveSQL("triggers/rules_refresh_evaluation_state.sql", "05d8b85fa3b90f42b3ab4aa754be5e673c6a628be200d53142da4e26ad0b04ef"),
         RunLiveSQL("functions/rules_end_silences.sql", "3dff8cb18732dda18a2ade0fdcfe04e08963b3bfb1590bc3ad0f3e3f74939312"),
-        RunLiveSQL("functions/rules_evaluate_no_data.sql", "e6ea6dafe384ae24ff9ebc189a4d1b49f70b79646889ada93eaba26ed1600a2b"),
+        RunLiveSQL("functions/rules_evaluate_no_data.sql", "eaf42840443d40393f7bb8dbef3f63e715a6eed7101ebababb8d54b259688eee"),
         RunLiveSQL("views/rule_hidden_state.sql", "a6690510d7beaac001a891bd9d7a212f449dd70692b34b070d9f2ddb2b633c64"),
         migrations.RunSQL("UPDATE public.rule_evaluation_state SET no_data = public.rules_with_no_data()", migrations.RunSQL.noop),
     ]

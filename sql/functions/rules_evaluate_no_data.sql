@@ -75,16 +75,20 @@ BEGIN
             AND d.status_changed_at <= evaluated_at - r.no_data_seconds * INTERVAL '1 second'
     ),
     silent AS MATERIALIZED (
+        -- The probe is a LATERAL … LIMIT 1, not NOT EXISTS: that keeps it one index probe per pair whatever the
+        -- planner estimates (as an anti-join it may hash every reading since window_start instead).
         SELECT w.*
         FROM watched w
-        WHERE NOT EXISTS (
+        LEFT JOIN LATERAL (
+            SELECT true AS seen FROM public.telemetry t
+            WHERE t.device_id = w.device_id AND t.time > w.quiet_since AND t.time > window_start
+                AND (w.metric IS NULL OR t.metrics ? w.metric)
+            LIMIT 1
+        ) recent ON true
+        WHERE recent.seen IS NULL
+            AND NOT EXISTS (
                 SELECT FROM public.rule_states s
                 WHERE s.rule_id = w.rule_id AND s.device_id = w.device_id AND s.silent_alarm_at IS NOT NULL
-            )
-            AND NOT EXISTS (
-                SELECT FROM public.telemetry t
-                WHERE t.device_id = w.device_id AND t.time > w.quiet_since AND t.time > window_start
-                    AND (w.metric IS NULL OR t.metrics ? w.metric)
             )
     ),
     found AS (
