@@ -217,6 +217,14 @@ def test_only_a_reading_with_the_metric_ends_a_metric_specific_silence():
     assert Event.objects.get().status == "resolved"
 
 
+def test_any_reading_ends_the_silence_of_a_rule_without_a_metric():
+    no_data_rule(metric=None)
+    device = device_since_t0()
+    evaluate(SILENCE)
+    insert_readings([(device.pk, at(SILENCE + 1), {"humidity": 40})])
+    assert Event.objects.get().status == "resolved"
+
+
 def test_a_batch_resolves_with_its_first_reading_newer_than_the_alarm():
     no_data_rule()
     device = device_since_t0()
