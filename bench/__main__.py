@@ -89,6 +89,7 @@ def main():
                 ("batch_ingest", bench.batch_ingest),
                 ("batch_profile", bench.profile_batches),
                 ("rule_trigger", bench.trigger_overhead),
+                ("no_data_cycle", bench.no_data_cycle),
                 ("soak", lambda: bench.soak(plan.soak_seconds)),
                 ("queries", bench.queries),
                 ("export", bench.export),

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pgtrigger
 import psycopg2
-from django.db import connection
+from django.db import connection, transaction
 
 from rules.models import Rule
 from telemetry.models import Device, DeviceType, Telemetry
@@ -82,10 +82,25 @@ _TRIGGER_RULE_KINDS = [
 ]
 
 
-def trigger_rules(count, devices):
+# The mixed set (issue 14) turns some kinds into the other rule shapes, by i % 10: a duration on a rule that matches
+# the breaches (its spans stay pending: the readings are µs apart), hysteresis on one that never matches and on one
+# that matches the breaches (each breach opens an event, the next reading resolves it), no-data rules on a metric the
+# readings carry (never silent) and on one they never carry (silent: their open silences make the trigger check
+# every statement of those devices for readings that end them).
+_MIXED_RULE_KINDS = {
+    1: {"for_seconds": 60},
+    2: {"auto_resolve": True, "clear_threshold": 80},
+    3: {"kind": "no_data", "no_data_seconds": 300},
+    5: {"kind": "no_data", "no_data_seconds": 300, "metric": "battery"},
+    7: {"auto_resolve": True, "clear_threshold": 50},
+}
+
+
+def trigger_rules(count, devices, *, mixed=False):
     """Disables every rule, then creates ``count`` enabled ones in the proportions of a real deployment: 40 % per
     device, 30 % per device type, 30 % for every device, over the three metrics, 1 in 10 of them firing on the 1 %
-    of readings that breach."""
+    of readings that breach. ``mixed``: half of them durations, hysteresis and no-data rules (_MIXED_RULE_KINDS),
+    with the no-data rules' silences evaluated once."""
     Rule.objects.update(enabled=False)
     types = list(DeviceType.objects.filter(name__startswith="bench type ").order_by("name"))
     fleet = {str(device.pk): device for device in Device.objects.filter(serial_number__startswith="BENCH-")}
@@ -97,13 +112,64 @@ def trigger_rules(count, devices):
             "device": {"device": fleet[devices[i % len(devices)]]},
             "type": {"device_type": types[i % len(types)]},
         }[scope]
-        rules.append(
-            Rule(name=f"bench trigger {count}-{i}", metric=metric, operator=operator, threshold=threshold, **target)
-        )
+        fields = {"metric": metric, "operator": operator, "threshold": threshold, **target}
+        shape = _MIXED_RULE_KINDS.get(i % 10, {}) if mixed else {}
+        if shape.get("kind") == "no_data":
+            fields.update(operator=None, threshold=None, message_template="{device_name}: silent for {silent_for}")
+        fields.update(shape)
+        rules.append(Rule(name=f"bench trigger {'mixed ' if mixed else ''}{count}-{i}", **fields))
     Rule.objects.bulk_create(rules)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE rules")
+        if mixed:  # as the worker would find them an hour from now
+            cursor.execute("SELECT * FROM rules_evaluate_no_data(now() + interval '1 hour')")
     return rules
+
+
+def no_data_fleet(devices, *, minutes=10, every_seconds=30):
+    """``devices`` devices of three metrics, each with a reading every ``every_seconds`` over the last ``minutes``,
+    loaded with the rule trigger ignored; 1 % have not sent humidity in that time and 1 % nothing at all.
+    Returns the number of readings and the moment they end (the load's now()), the time to evaluate at."""
+    device_type = DeviceType.objects.create(
+        name="bench no-data type", metrics=[{"name": name} for name in ("temperature", "humidity", "pressure")]
+    )
+    Device.objects.bulk_create(
+        Device(name=f"nodata {i}", serial_number=f"NODATA-{i:06d}", device_type=device_type) for i in range(devices)
+    )
+    with transaction.atomic(), pgtrigger.ignore(TRIGGER), connection.cursor() as cursor:
+        # Active since well before the window: their silences count from their readings.
+        cursor.execute(
+            "UPDATE devices SET status_changed_at = now() - interval '1 day' WHERE serial_number LIKE 'NODATA-%%'"
+        )
+        cursor.execute(
+            """
+            INSERT INTO telemetry (device_id, time, metrics)
+            SELECT d.id, g.t, CASE WHEN d.n %% 100 = 1
+                THEN jsonb_build_object('temperature', 20, 'pressure', 1000)
+                ELSE jsonb_build_object('temperature', 20, 'humidity', 50, 'pressure', 1000) END
+            FROM (SELECT id, row_number() OVER (ORDER BY serial_number) AS n FROM devices
+                  WHERE serial_number LIKE 'NODATA-%%') d
+            CROSS JOIN generate_series(now() - %s * interval '1 minute', now(), %s * interval '1 second') g(t)
+            WHERE d.n %% 100 <> 0
+            """,
+            [minutes, every_seconds],
+        )
+        readings = cursor.rowcount
+        cursor.execute("SELECT now()")
+        (loaded_at,) = cursor.fetchone()
+        cursor.execute("ANALYZE devices")
+        cursor.execute("ANALYZE telemetry")
+    Rule.objects.bulk_create(
+        Rule(
+            name=f"bench no-data {metric}",
+            kind="no_data",
+            metric=metric,
+            no_data_seconds=300,
+            message_template="{device_name}: no {metric} for {silent_for}",
+        )
+        for metric in ("temperature", "humidity", "pressure")
+    )
+    return readings, loaded_at
 
 
 # The query dataset: one reading a minute with three numeric metrics, the last week with the rule trigger on (a

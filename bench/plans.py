@@ -25,10 +25,11 @@ class Plan:
     compare_seconds: int  # (0): each unpaced run of each app server
     compare_rounds: int
     export_rows: int = 20_000  # readings of one device exported as CSV through the API
+    no_data_devices: int = 10_000  # (3b) devices x 3 metrics watched by no-data rules
 
 
 PLANS = {
     "full": Plan("full", True, 8, 3, 12, 10, 12, 200_000, 100, 2, 0.05, 90, 8, 20, 30, 6, 3, export_rows=1_000_000),
-    "smoke": Plan("smoke", False, 1, 1, 1, 1, 1, 5_000, 3, 1, 0.01, 2, 1, 1, 2, 1, 1),
+    "smoke": Plan("smoke", False, 1, 1, 1, 1, 1, 5_000, 3, 1, 0.01, 2, 1, 1, 2, 1, 1, no_data_devices=200),
     "soak": Plan("soak", True, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
 }

@@ -287,6 +287,10 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="iothub@localhost")
 # Seconds an SMTP conversation may take before the delivery counts as failed.
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=5)
 
+# How often the worker evaluates no-data rules (seconds): an event opens at most this long after the silence
+# reaches the rule's no_data_seconds. See docs/rules.md, "No-data rules".
+NO_DATA_EVALUATION_SECONDS = env.int("NO_DATA_EVALUATION_SECONDS", default=30)
+
 # The worker's fallback poll when no NOTIFY arrives (seconds).
 WORKER_POLL_INTERVAL = env.float("WORKER_POLL_INTERVAL", default=30)
 

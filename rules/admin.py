@@ -18,6 +18,7 @@ from django.utils.text import Truncator
 from iothub.access import may_read_secrets
 from rules import services
 from rules.admin_exports import export_events_csv
+from rules.forms import NO_DATA_ROWS, THRESHOLD_ROWS, RuleAdminForm
 from rules.models import (
     EVENT_TRANSITIONS,
     UNRESOLVED_STATUSES,
@@ -27,6 +28,7 @@ from rules.models import (
     NotificationChannel,
     Rule,
     RuleChannel,
+    RuleKind,
     severity_rank,
 )
 from rules.notifications import clean_channel_target, mask_channel_target
@@ -58,12 +60,19 @@ class RuleChannelInline(admin.TabularInline):
     verbose_name = "notification channel"
     verbose_name_plural = "notification channels (a pending notification per enabled channel for each new event)"
 
+    def get_queryset(self, request):
+        # Each row is labelled with its channel (RuleChannel.__str__).
+        return super().get_queryset(request).select_related("channel")
+
 
 @admin.register(Rule)
 class RuleAdmin(admin.ModelAdmin):
     # Rule.clean() gives the form the same messages as the API (threshold vs operator, targets, placeholders).
+    form = RuleAdminForm
+    change_form_template = "admin/rules/rule/change_form.html"
     list_display = [
         "name",
+        "kind",
         "target",
         "condition",
         "severity",
@@ -73,14 +82,14 @@ class RuleAdmin(admin.ModelAdmin):
         "auto_resolve",
         "updated_at",
     ]
-    list_filter = ["enabled", "severity", "operator", "dedupe", "auto_resolve", "device_type"]
+    list_filter = ["kind", "enabled", "severity", "operator", "dedupe", "auto_resolve", "device_type"]
     search_fields = ["name", "description", "metric"]
     list_select_related = ["device", "device_type"]
     autocomplete_fields = ["device"]
     readonly_fields = ["created_at", "updated_at"]
     inlines = [RuleChannelInline]
     fieldsets = [
-        (None, {"fields": ["name", "description", "enabled"]}),
+        (None, {"fields": ["name", "description", "enabled", "kind"]}),
         (
             "Target (a device type, a single device, or neither for every device)",
             {"fields": ["device_type", "device"]},
@@ -88,11 +97,20 @@ class RuleAdmin(admin.ModelAdmin):
         (
             "Condition",
             {
-                "fields": ["metric", "operator", "threshold", "severity", "message_template"],
+                "fields": [
+                    "metric",
+                    "operator",
+                    "threshold_type",
+                    "threshold",
+                    "no_data_seconds",
+                    "severity",
+                    "message_template",
+                ],
                 "description": (
-                    "The threshold is JSON: a number (30, 21.5) for gt/lt/gte/lte; a number, true/false or a "
-                    'quoted string ("open") for eq/neq. The message may use {device_name}, {metric}, {value}, '
-                    "{operator} and {threshold}."
+                    "Threshold rules compare the metric of each reading with the threshold; their message may use "
+                    "{device_name}, {metric}, {value}, {operator} and {threshold}. No-data rules wait for silence; "
+                    "their message may use {device_name}, {metric}, {last_seen} and {silent_for}. Left at one kind's "
+                    "default, the message becomes the other kind's default when the kind changes."
                 ),
             },
         ),
@@ -102,12 +120,22 @@ class RuleAdmin(admin.ModelAdmin):
                 "fields": ["dedupe", "auto_resolve", "clear_threshold", "for_seconds", "max_gap_seconds"],
                 "description": (
                     "A duration (for_seconds) opens the event only once the metric has matched that long; a clear "
-                    "threshold makes auto_resolve wait for a reading past it (hysteresis)."
+                    "threshold makes auto_resolve wait for a reading past it (hysteresis). No-data events resolve "
+                    "themselves on the next reading."
                 ),
             },
         ),
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]
+
+    def get_fieldsets(self, request, obj=None):
+        # An add page has no history yet (its created_at would show the database default's Python object).
+        fieldsets = super().get_fieldsets(request, obj)
+        return fieldsets if obj is not None else [fieldset for fieldset in fieldsets if fieldset[0] != "History"]
+
+    def render_change_form(self, request, context, *args, **kwargs):
+        context["rule_kind_rows"] = {RuleKind.THRESHOLD: THRESHOLD_ROWS, RuleKind.NO_DATA: NO_DATA_ROWS}
+        return super().render_change_form(request, context, *args, **kwargs)
 
     @admin.display(description="target")
     def target(self, rule):
@@ -115,6 +143,8 @@ class RuleAdmin(admin.ModelAdmin):
 
     @admin.display(description="condition", ordering="metric")
     def condition(self, rule):
+        if rule.is_no_data:
+            return f"no {rule.metric or 'reading'} for {rule.no_data_seconds} s"
         return f"{rule.metric} {rule.get_operator_display()} {rule.threshold}"
 
     def get_queryset(self, request):

@@ -10,12 +10,14 @@ from rules.models import (
     NotificationStatus,
     Operator,
     Rule,
+    RuleKind,
     Severity,
 )
 from telemetry.models import Device, DeviceType
 
 
 class RuleFilterSet(django_filters.FilterSet):
+    kind = django_filters.MultipleChoiceFilter(choices=RuleKind.choices)
     severity = django_filters.MultipleChoiceFilter(choices=Severity.choices)
     operator = django_filters.MultipleChoiceFilter(choices=Operator.choices)
     device = django_filters.ModelChoiceFilter(queryset=Device.objects.all())
@@ -23,7 +25,17 @@ class RuleFilterSet(django_filters.FilterSet):
 
     class Meta:
         model = Rule
-        fields = ["enabled", "severity", "operator", "metric", "device", "device_type", "dedupe", "auto_resolve"]
+        fields = [
+            "kind",
+            "enabled",
+            "severity",
+            "operator",
+            "metric",
+            "device",
+            "device_type",
+            "dedupe",
+            "auto_resolve",
+        ]
 
 
 class EventFilterSet(django_filters.FilterSet):

@@ -18,6 +18,9 @@ from rules.triggers import EventStatusTransition
 from telemetry.models import METRIC_NAME_REGEX, Device, DeviceType
 
 MESSAGE_PLACEHOLDERS = ("device_name", "metric", "value", "operator", "threshold")
+# A no-data rule's message: {metric} is "any reading" for a rule without one; {last_seen} the newest reading's time
+# (of the metric) or "never"; {silent_for} how long the device had been silent when the silence was found.
+NO_DATA_MESSAGE_PLACEHOLDERS = ("device_name", "metric", "last_seen", "silent_for")
 # A string threshold is compared with string metric values, which ingest limits to 256 characters.
 MAX_STRING_THRESHOLD = 256
 
@@ -46,6 +49,16 @@ EQUALITY_THRESHOLD_TYPES = ("number", "boolean", "string")
 # resolves on a reading that does not match the rule with the clear threshold in place of the threshold.
 CLEAR_BELOW_OPERATORS = (Operator.GT, Operator.GTE)
 CLEAR_ABOVE_OPERATORS = (Operator.LT, Operator.LTE)
+
+
+class RuleKind(models.TextChoices):
+    THRESHOLD = "threshold", "threshold: a reading's value crosses a threshold"
+    NO_DATA = "no_data", "no data: no reading (of the metric) for a while"
+
+
+# The fields only one kind has (rules_kind_fields CHECK): the other kind leaves them empty.
+THRESHOLD_ONLY_FIELDS = ("operator", "threshold", "for_seconds", "max_gap_seconds", "clear_threshold")
+NO_DATA_ONLY_FIELDS = ("no_data_seconds",)
 
 
 class Severity(models.TextChoices):
@@ -102,28 +115,75 @@ class NotificationChannel(models.Model):
 
 
 DEFAULT_MESSAGE_TEMPLATE = "{device_name}: {metric} is {value} ({operator} {threshold})"
+DEFAULT_NO_DATA_MESSAGE_TEMPLATE = "{device_name}: silent for {silent_for} ({metric}; last seen {last_seen})"
 
 
 class Rule(models.Model):
-    """A condition on one metric of the readings of one device, one device type, or every device (neither)."""
+    """A condition on one metric of the readings of one device, one device type, or every device (neither).
+
+    ``threshold`` rules are evaluated by the rule trigger on every insert; ``no_data`` rules by
+    ``rules_evaluate_no_data()``, which the worker calls on a schedule (docs/rules.md, "No-data rules").
+    """
 
     name = models.CharField(max_length=200, unique=True)
     description = models.TextField(blank=True, default="")
+    kind = models.CharField(
+        max_length=16,
+        choices=RuleKind.choices,
+        default=RuleKind.THRESHOLD,
+        # For SQL writers too: a rule inserted without a kind is a threshold rule, as before kinds existed.
+        db_default=RuleKind.THRESHOLD,
+        help_text=(
+            "threshold: an event when a reading's value matches the condition. no data: an event when no reading "
+            "(with the metric, or none at all without one) has arrived for no_data_seconds."
+        ),
+    )
     device_type = models.ForeignKey(DeviceType, null=True, blank=True, on_delete=models.PROTECT, related_name="rules")
     # ON DELETE CASCADE in SQL: deleting a device deletes its device-specific rules.
     device = models.ForeignKey(
         Device, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="rules"
     )
-    metric = models.CharField(max_length=64)
-    operator = models.CharField(max_length=8, choices=Operator.choices)
-    # A JSON scalar: a number for gt/lt/gte/lte; a number, boolean or string for eq/neq.
-    threshold = models.JSONField()
+    # NULL (not ""; the API's null) only for a no-data rule watching any reading. The CHECKs and SQL read NULL as
+    # "none", so the two kinds' fields stay NULL when they don't apply.
+    metric = models.CharField(  # noqa: DJ001
+        max_length=64,
+        null=True,
+        blank=True,
+        help_text=(
+            "A top-level key of the readings' metrics. For a device or device type, one its type declares. A no-data "
+            "rule without a metric watches any reading."
+        ),
+    )
+    # Threshold rules only (rules_kind_fields).
+    operator = models.CharField(max_length=8, choices=Operator.choices, null=True, blank=True)  # noqa: DJ001
+    # A JSON scalar: a number for gt/lt/gte/lte; a number, boolean or string for eq/neq. Threshold rules only.
+    threshold = models.JSONField(null=True, blank=True)
+    # No-data rules only: how long a device may stay silent before the event opens.
+    no_data_seconds = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text=(
+            "No-data rules: open an event when no reading (with the metric) has arrived for this many seconds, "
+            "counted from the device's newest such reading or from when it last became active, whichever is later. "
+            "A reading newer than the silence resolves the event."
+        ),
+    )
     severity = models.CharField(max_length=16, choices=Severity.choices, default=Severity.WARNING)
     message_template = models.CharField(max_length=1000, default=DEFAULT_MESSAGE_TEMPLATE)
     enabled = models.BooleanField(default=True)
-    dedupe = models.BooleanField(default=True)
+    dedupe = models.BooleanField(
+        default=True,
+        help_text=(
+            "At most one unresolved event per device: repeated matches bump its occurrence count and last values "
+            "instead of adding events. Off: every matching reading is an event of its own."
+        ),
+    )
     auto_resolve = models.BooleanField(
-        default=False, help_text="A newer reading that no longer matches (see the clear threshold) resolves the event."
+        default=False,
+        help_text=(
+            "Threshold rules: a newer reading that no longer matches (see the clear threshold) resolves the event. "
+            "Off: events stay until someone resolves them. (No-data events always resolve on a newer reading.)"
+        ),
     )
     # Duration: the event opens once the readings have matched for this long without a non-matching reading between.
     for_seconds = models.PositiveIntegerField(
@@ -166,11 +226,38 @@ class Rule(models.Model):
                 name="rules_one_target",
             ),
             models.CheckConstraint(condition=models.Q(metric__regex=METRIC_NAME_REGEX), name="rules_metric_name"),
+            # Each kind has its own fields and leaves the other kind's empty; a no-data rule always resolves itself.
+            models.CheckConstraint(
+                condition=(
+                    models.Q(
+                        kind=RuleKind.THRESHOLD,
+                        metric__isnull=False,
+                        operator__isnull=False,
+                        threshold__isnull=False,
+                        no_data_seconds__isnull=True,
+                    )
+                    | models.Q(
+                        kind=RuleKind.NO_DATA,
+                        no_data_seconds__isnull=False,
+                        no_data_seconds__gt=0,
+                        operator__isnull=True,
+                        threshold__isnull=True,
+                        for_seconds__isnull=True,
+                        max_gap_seconds__isnull=True,
+                        clear_threshold__isnull=True,
+                        auto_resolve=False,
+                    )
+                ),
+                name="rules_kind_fields",
+            ),
             models.CheckConstraint(condition=models.Q(operator__in=Operator.values), name="rules_operator_valid"),
             models.CheckConstraint(condition=models.Q(severity__in=Severity.values), name="rules_severity_valid"),
             models.CheckConstraint(
+                # A no-data rule has no threshold (rules_kind_fields); said here too so that Django's validation of
+                # the constraint, which reads NULL as false, agrees with the database.
                 condition=(
-                    models.Q(_jsonb_type_in("threshold", "number"), operator__in=ORDERING_OPERATORS)
+                    models.Q(kind=RuleKind.NO_DATA)
+                    | models.Q(_jsonb_type_in("threshold", "number"), operator__in=ORDERING_OPERATORS)
                     | models.Q(_jsonb_type_in("threshold", *EQUALITY_THRESHOLD_TYPES), operator__in=EQUALITY_OPERATORS)
                 ),
                 name="rules_threshold_type",
@@ -213,6 +300,10 @@ class Rule(models.Model):
         return self.name
 
     @property
+    def is_no_data(self):
+        return self.kind == RuleKind.NO_DATA
+
+    @property
     def target_label(self):
         if self.device_id:
             return f"device {self.device}"
@@ -220,8 +311,18 @@ class Rule(models.Model):
             return f"device type {self.device_type}"
         return "every device"
 
+    def apply_kind_defaults(self):
+        """A rule switched to the other kind with the first kind's default message gets the new kind's default."""
+        defaults = {RuleKind.THRESHOLD: DEFAULT_MESSAGE_TEMPLATE, RuleKind.NO_DATA: DEFAULT_NO_DATA_MESSAGE_TEMPLATE}
+        if self.kind in defaults and self.message_template in defaults.values():
+            self.message_template = defaults[self.kind]
+
     def clean(self):
-        """The checks the database makes, with messages an admin understands (Admin and API both call this)."""
+        """The checks the database makes, with messages an admin understands (Admin and API both call this).
+
+        Gives a rule the default message of its kind first (``apply_kind_defaults``).
+        """
+        self.apply_kind_defaults()
         errors = {}
         if self.device_id and self.device_type_id:
             errors["device"] = (
@@ -233,7 +334,41 @@ class Rule(models.Model):
                 "A metric is the top-level key of a reading's metrics: it starts with a letter or '_' and has at "
                 "most 64 letters, digits, '_', '.' or '-'."
             )
-        threshold_error = threshold_problem(self.operator, self.threshold)
+        elif self.metric and "device" not in errors:
+            undeclared = undeclared_metric_problem(self)
+            if undeclared:
+                errors["metric"] = undeclared
+        if self.kind == RuleKind.NO_DATA:
+            errors |= self._no_data_problems()
+            placeholders = NO_DATA_MESSAGE_PLACEHOLDERS
+        else:
+            errors |= self._threshold_problems()
+            placeholders = MESSAGE_PLACEHOLDERS
+        unknown = sorted(set(re.findall(r"\{(\w*)\}", self.message_template or "")) - set(placeholders))
+        if unknown:
+            errors["message_template"] = (
+                f"Unknown placeholder {', '.join('{' + name + '}' for name in unknown)}; "
+                f"use {', '.join('{' + name + '}' for name in placeholders)}."
+            )
+        if errors:
+            raise ValidationError(errors)
+
+    def _threshold_problems(self):
+        errors = {}
+        if self.kind != RuleKind.THRESHOLD:
+            return {"kind": f"A rule's kind is one of {', '.join(RuleKind.values)}."}
+        if self.no_data_seconds is not None:
+            errors["no_data_seconds"] = "Only no-data rules wait for silence: leave it empty, or make the rule no_data."
+        if not self.metric:
+            errors["metric"] = "A threshold rule compares one metric: name it."
+        if not self.operator:
+            errors["operator"] = f"A threshold rule needs an operator: one of {', '.join(Operator.values)}."
+        if self.threshold is None:
+            threshold_error = (
+                "A threshold rule needs a threshold: a number (30, 21.5), or for eq/neq true/false or a string."
+            )
+        else:
+            threshold_error = self.operator and threshold_problem(self.operator, self.threshold)
         if threshold_error:
             errors["threshold"] = threshold_error
         clear_error = clear_threshold_problem(self.operator, self.threshold, self.clear_threshold, self.auto_resolve)
@@ -247,14 +382,42 @@ class Rule(models.Model):
             errors["max_gap_seconds"] = "A maximum gap is a positive number of seconds (leave it empty for none)."
         elif self.max_gap_seconds is not None and self.for_seconds is None:
             errors["max_gap_seconds"] = "A maximum gap only applies to a rule with a duration (for_seconds)."
-        unknown = sorted(set(re.findall(r"\{(\w*)\}", self.message_template or "")) - set(MESSAGE_PLACEHOLDERS))
-        if unknown:
-            errors["message_template"] = (
-                f"Unknown placeholder {', '.join('{' + name + '}' for name in unknown)}; "
-                f"use {', '.join('{' + name + '}' for name in MESSAGE_PLACEHOLDERS)}."
+        return errors
+
+    def _no_data_problems(self):
+        errors = {}
+        if self.no_data_seconds is None or self.no_data_seconds <= 0:
+            errors["no_data_seconds"] = (
+                "A no-data rule needs the silence it waits for: a positive number of seconds, like 300."
             )
-        if errors:
-            raise ValidationError(errors)
+        for name in THRESHOLD_ONLY_FIELDS:
+            if getattr(self, name) is not None:
+                errors[name] = f"A no-data rule has no {name}: leave it empty (it belongs to threshold rules)."
+        if self.auto_resolve:
+            errors["auto_resolve"] = (
+                "A no-data event always resolves on a newer reading: leave auto_resolve off (threshold rules only)."
+            )
+        return errors
+
+
+def undeclared_metric_problem(rule):
+    """Why ``rule.metric`` is refused for the rule's target, or None: a rule for a device or a device type names a
+    metric its type declares (a rule for every device may name any metric)."""
+    device_type = rule.device_type if rule.device_type_id else (rule.device.device_type if rule.device_id else None)
+    if device_type is None:
+        return None
+    declared = [entry.get("name") for entry in device_type.metrics if isinstance(entry, dict)]
+    if rule.metric in declared:
+        return None
+    if not declared:
+        return (
+            f"The device type {device_type.name} declares no metrics: declare {rule.metric!r} on it first, or "
+            "target every device."
+        )
+    return (
+        f"The device type {device_type.name} declares no metric {rule.metric!r}: use one of "
+        f"{', '.join(sorted(declared))} (or declare it on the type first)."
+    )
 
 
 def threshold_problem(operator, threshold):
@@ -310,15 +473,19 @@ class RuleChannel(models.Model):
         constraints = [models.UniqueConstraint(fields=["rule", "channel"], name="rule_channels_unique")]
 
     def __str__(self):
-        return f"{self.rule_id} → {self.channel_id}"
+        # Admin labels each channel row of a rule with this.
+        return str(self.channel)
 
 
 class RuleState(models.Model):
-    """What the readings said so far for one (rule, device) of a rule with auto_resolve or for_seconds.
+    """What the readings said so far for one (rule, device) of a rule with auto_resolve or for_seconds, or the open
+    silence of a no-data rule.
 
-    Written by the ``telemetry_evaluate_rules`` trigger only, for pairs with a matching reading, an open
-    auto-resolving event or a pending span; it locks a statement's rows in (rule, device) order before touching their
-    events (docs/rules.md, "Rule state"). Readings at or before ``cleared_at`` never open, extend or resolve anything.
+    Written by the ``telemetry_evaluate_rules`` trigger, for pairs with a matching reading, an open auto-resolving
+    event or a pending span; it locks a statement's rows in (rule, device) order before touching their events
+    (docs/rules.md, "Rule state"). Readings at or before ``cleared_at`` never open, extend or resolve anything.
+    No-data rules: ``rules_evaluate_no_data()`` sets ``silent_since``/``silent_alarm_at`` when it opens a silence's
+    event, and ``rules_end_silences()`` (called by the trigger) clears them when a newer reading arrives.
     """
 
     pk = models.CompositePrimaryKey("rule", "device")
@@ -338,6 +505,13 @@ class RuleState(models.Model):
     span_count = models.IntegerField(db_default=0)
     # An unresolved event of this auto_resolve rule waits for its clearing reading.
     event_open = models.BooleanField(db_default=False)
+    # No-data rules: the open silence — since when the device has sent nothing (of the metric), and when that
+    # reached no_data_seconds (the event's triggered_at). A reading newer than silent_alarm_at ends it.
+    silent_since = models.DateTimeField(null=True)
+    silent_alarm_at = models.DateTimeField(null=True)
+    # The evaluation after the one that opened the silence has looked once for a reading the trigger could not
+    # see (committed while the silence was being opened).
+    silence_rechecked = models.BooleanField(db_default=False)
 
     class Meta:
         db_table = "rule_states"
@@ -347,6 +521,11 @@ class RuleState(models.Model):
                 | models.Q(span_last_at__gte=models.F("span_started_at")),
                 name="rule_states_span_complete",
             ),
+            models.CheckConstraint(
+                condition=models.Q(silent_since__isnull=True, silent_alarm_at__isnull=True)
+                | models.Q(silent_alarm_at__gte=models.F("silent_since")),
+                name="rule_states_silence_complete",
+            ),
         ]
         indexes = [
             # The trigger's cheap check for a statement without candidates: has one of its devices a pair that needs
@@ -355,6 +534,10 @@ class RuleState(models.Model):
                 fields=["device"],
                 condition=models.Q(event_open=True) | models.Q(span_started_at__isnull=False),
                 name="rule_states_watched_device",
+            ),
+            # The trigger's one probe for no-data rules: has one of the statement's devices an open silence?
+            models.Index(
+                fields=["device"], condition=models.Q(silent_alarm_at__isnull=False), name="rule_states_silent_device"
             ),
         ]
 

@@ -1,6 +1,8 @@
 """Writes of the rules app: keyword-only ``<entity>_<action>`` functions."""
 
-from django.db import transaction
+from typing import NamedTuple
+
+from django.db import connection, transaction
 from django.db.models.functions import Now
 
 from rules.models import EVENT_TRANSITIONS, Event, EventStatus, NotificationStatus
@@ -60,3 +62,21 @@ def _event_transition(*, event, action, status, **changes):
     if not updated:
         raise InvalidEventTransition(event, action)
     return event
+
+
+class NoDataEvaluation(NamedTuple):
+    events_opened: int
+    silences_ended: int
+
+
+def no_data_rules_evaluate(*, at=None):
+    """One evaluation of the no-data rules as of ``at`` (default: the database's now()), in its own transaction.
+
+    The work is the SQL function ``rules_evaluate_no_data()`` (a DBA can call it too); this only calls it.
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        if at is None:
+            cursor.execute("SELECT events_opened, silences_ended FROM rules_evaluate_no_data()")
+        else:
+            cursor.execute("SELECT events_opened, silences_ended FROM rules_evaluate_no_data(%s)", [at])
+        return NoDataEvaluation(*cursor.fetchone())

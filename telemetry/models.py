@@ -116,6 +116,9 @@ class Device(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     # None: open ingest, anyone may send its readings (the default).
     ingest_key = models.ForeignKey(IngestKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="devices")
+    # Set by the database (trigger devices_status_changed_at) whenever the status changes, whoever changes it;
+    # no-data rules count a device's silence from when it last became active at the earliest.
+    status_changed_at = models.DateTimeField(db_default=Now(), editable=False)
     created_at = models.DateTimeField(db_default=Now(), editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -62,7 +62,12 @@ class RuleSerializer(StrictModelSerializer):
     channels = serializers.PrimaryKeyRelatedField(
         many=True, queryset=NotificationChannel.objects.all(), required=False, help_text="Notification channel ids."
     )
-    threshold = serializers.JSONField(help_text="A number for gt/lt/gte/lte; a number, boolean or string for eq/neq.")
+    threshold = serializers.JSONField(
+        required=False,
+        allow_null=True,
+        help_text="Threshold rules: a number for gt/lt/gte/lte; a number, boolean or string for eq/neq. No-data rules: "
+        "null.",
+    )
     clear_threshold = serializers.JSONField(
         required=False, allow_null=True, help_text=Rule._meta.get_field("clear_threshold").help_text
     )
@@ -73,11 +78,13 @@ class RuleSerializer(StrictModelSerializer):
             "id",
             "name",
             "description",
+            "kind",
             "device_type",
             "device",
             "metric",
             "operator",
             "threshold",
+            "no_data_seconds",
             "severity",
             "message_template",
             "enabled",
@@ -91,9 +98,18 @@ class RuleSerializer(StrictModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["created_at", "updated_at"]
+        extra_kwargs = {
+            "metric": {"help_text": Rule._meta.get_field("metric").help_text},
+            "operator": {"help_text": "Threshold rules: gt, lt, gte, lte, eq or neq. No-data rules: null."},
+            "message_template": {
+                "help_text": "Threshold rules: {device_name}, {metric}, {value}, {operator}, {threshold}. No-data "
+                "rules: {device_name}, {metric}, {last_seen}, {silent_for}. Default: the kind's own template."
+            },
+        }
 
     def validate(self, attrs):
-        # Rule.clean() checks the rule as a whole (a PATCH of one field is checked against the others).
+        # Rule.clean() checks the rule as a whole (a PATCH of one field is checked against the others) and gives
+        # it its kind's default message.
         candidate = copy.copy(self.instance) if self.instance else Rule()
         for name, value in attrs.items():
             if name != "channels":
@@ -102,6 +118,8 @@ class RuleSerializer(StrictModelSerializer):
             candidate.clean()
         except DjangoValidationError as error:
             raise serializers.ValidationError(error.message_dict) from error
+        if candidate.message_template != getattr(self.instance, "message_template", None):
+            attrs["message_template"] = candidate.message_template
         return attrs
 
 

@@ -4,6 +4,10 @@ LANGUAGE plpgsql
 AS $$
 BEGIN
     PERFORM public.rule_evaluation_state_refresh();
+    -- Set here rather than in rule_evaluation_state_refresh(), whose live text a fresh database also runs at
+    -- migration rules/0012, before the column exists. Still under the lock the refresh took: the last
+    -- transaction to commit leaves the value of all rules.
+    UPDATE public.rule_evaluation_state SET no_data = public.rules_with_no_data();
     RETURN NULL;
 END;
 $$;

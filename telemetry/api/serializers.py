@@ -64,6 +64,7 @@ class DeviceSerializer(StrictModelSerializer):
             "status",
             "device_type",
             "metadata",
+            "status_changed_at",
             "created_at",
             "updated_at",
             "last_seen_at",

@@ -119,6 +119,11 @@ class DeviceViewSet(KnownQueryParametersMixin, viewsets.ModelViewSet):
         # A device that did not exist a moment ago has no readings.
         serializer.instance.last_seen_at = None
 
+    def perform_update(self, serializer):
+        super().perform_update(serializer)
+        # The database sets status_changed_at when the status changes (trigger devices_status_changed_at).
+        serializer.instance.refresh_from_db(fields=["status_changed_at"])
+
 
 def query_parameters(serializer_class, request, **context):
     """The validated query parameters, or a 400 problem naming each bad one."""

@@ -38,8 +38,10 @@ def rule_form(**fields):
         "name": "too hot",
         "description": "",
         "enabled": "on",
+        "kind": "threshold",
         "metric": "temperature",
         "operator": "gt",
+        "threshold_type": "number",
         "threshold": "30",
         "severity": "warning",
         "message_template": "{device_name}: {metric} is {value}",
@@ -69,8 +71,9 @@ def test_an_admin_adds_a_rule_with_a_channel(admin_site_client):
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"threshold": '"30"'}, "compares numbers: the threshold must be a number"),
-        ({"operator": "eq", "threshold": "[1]"}, "a number, a boolean or a string"),
+        ({"threshold": "thirty"}, "Enter a number, like 30 or 21.5"),
+        ({"threshold_type": "string", "threshold": "30"}, "compares numbers: the threshold must be a number"),
+        ({"operator": "eq", "threshold_type": "boolean", "threshold": "yes"}, "A true/false threshold is true"),
         ({"metric": "bad name!"}, "starts with a letter"),
         ({"message_template": "{temp}"}, "Unknown placeholder {temp}"),
     ],

@@ -19,7 +19,7 @@ RULE = {"name": "too hot", "metric": "temperature", "operator": "gt", "threshold
 
 def test_an_admin_creates_a_rule_that_the_database_then_applies(admin_client):
     channel = NotificationChannelFactory()
-    device_type = DeviceTypeFactory()
+    device_type = DeviceTypeFactory(metrics=[{"name": "temperature", "unit": "°C"}])
     response = admin_client.post(
         "/api/v1/rules/", {**RULE, "device_type": device_type.pk, "channels": [channel.pk]}, format="json"
     )
@@ -42,7 +42,7 @@ def test_an_admin_creates_a_rule_that_the_database_then_applies(admin_client):
         ({"threshold": True}, "/threshold", "must be a number"),
         ({"operator": "eq", "threshold": [1]}, "/threshold", "a number, a boolean or a string"),
         ({"operator": "eq", "threshold": {"a": 1}}, "/threshold", "a number, a boolean or a string"),
-        ({"threshold": None}, "/threshold", "may not be null"),
+        ({"threshold": None}, "/threshold", "needs a threshold"),
         ({"metric": "9 lives"}, "/metric", "starts with a letter"),
         ({"message_template": "{device} is hot"}, "/message_template", "Unknown placeholder {device}"),
         ({"operator": "between"}, "/operator", "not a valid choice"),
