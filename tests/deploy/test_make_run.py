@@ -31,6 +31,7 @@ def make_run(tmp_path_factory):
         "IOTHUB_HTTPS_PORT": str(https_port),
         "DJANGO_SUPERUSER_USERNAME": "admin",
         "DJANGO_SUPERUSER_PASSWORD": "change-me-now-42",
+        "NO_DATA_EVALUATION_SECONDS": "2",  # the README session waits for its no-data rule's event
     }
     env.pop("DATABASE_URL", None)
     try:
@@ -168,14 +169,26 @@ def test_the_readme_session_runs_twice_in_a_row(make_run, tmp_path):
             "aggregate": [d for d in documents if isinstance(d, dict) and "complete_until" in d],
         }
         assert len(by_shape["me"]) == 1
-        assert [d["accepted"] for d in by_shape["ingest"]] == [1, 1, 1]
+        # The first reading, the sensor merged into it, the keyed one, the rule's two, the no-data rule's end.
+        assert [(d["accepted"], d["merged"]) for d in by_shape["ingest"]] == [
+            (1, 0),
+            (0, 1),
+            (1, 0),
+            (1, 0),
+            (1, 0),
+            (1, 0),
+        ]
         assert by_shape["aggregate"][0]["results"][0]["metric"] == "temperature"
-        assert "timestamp,door_open,temperature" in finished.stdout  # the CSV export
+        assert "timestamp,door_open,humidity,temperature" in finished.stdout  # the CSV export
 
         token = _token(make_run)
         rules = _api(make_run, "rules/?ordering=-created_at", token)["results"]
-        rule = rules[0]
+        silent, rule = rules[0], rules[1]
         assert rule["name"].startswith("boiler too hot ")
+        assert (silent["kind"], silent["name"].split()[:2]) == ("no_data", ["boiler", "silent"])
+        (silence,) = _api(make_run, f"events/?rule={silent['id']}", token)["results"]
+        assert silence["status"] == "resolved"
+        assert silence["resolved_note"].startswith("Resolved automatically")
         devices = _api(make_run, "devices/?ordering=-created_at", token)["results"]
         # The rule and the device use this run's type and channel, not someone else's.
         assert rule["device_type"] == devices[0]["device_type"]
@@ -189,4 +202,4 @@ def test_the_readme_session_runs_twice_in_a_row(make_run, tmp_path):
         while _api(make_run, f"notifications/?event={event['id']}", token)["results"][0]["status"] != "sent":
             assert time.monotonic() < deadline, "the worker did not deliver the session's notification"
             time.sleep(0.5)
-    assert len(rules) == 2  # one per run
+    assert len(rules) == 4  # two per run
