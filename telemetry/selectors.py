@@ -3,10 +3,11 @@
 import json
 from datetime import timedelta
 
-from django.db import connection
+from django.db import connections
 from django.db.models import OuterRef, Subquery
 from psycopg2 import sql
 
+from iothub.replica import telemetry_database
 from telemetry.buckets import BUCKET_ORIGIN, aggregate_buckets
 from telemetry.models import Device, Telemetry
 
@@ -68,7 +69,7 @@ def telemetry_latest(*, device, now):
     if reading is None or reading.time < since:
         return reading, {}
     metrics = {key: (value, reading.time) for key, value in reading.metrics.items()}
-    with connection.cursor() as cursor:
+    with connections[telemetry_database()].cursor() as cursor:
         params = {"device": device.pk, "since": since, "before": reading.time, "known": list(reading.metrics)}
         cursor.execute(OLDER_METRICS_SQL, params)
         # Django reads jsonb as text with psycopg2 (JSONField decodes it): decode here.
@@ -131,7 +132,7 @@ def telemetry_aggregate(*, device, start, end, interval, metrics=None):
         "stop": stop,
         "metrics": list(metrics or ()),
     }
-    with connection.cursor() as cursor:
+    with connections[telemetry_database()].cursor() as cursor:
         cursor.execute(query.as_string(cursor.connection), params)
         return [
             {

@@ -17,6 +17,7 @@ from iothub.api.filters import FilterBackend
 from iothub.api.formats import UUID
 from iothub.api.pagination import positive_int_parameter
 from iothub.api.permissions import AnyRole, model_permission
+from iothub.replica import telemetry_reads_from_replica
 from telemetry.api.serializers import (
     DeviceSerializer,
     DeviceTypeSerializer,
@@ -96,11 +97,20 @@ class TelemetryCursorPagination(CursorPagination):
         return cursor
 
 
-class DeviceTelemetryApi(APIView):
-    """Raw readings of a device in ``[start, end)`` (default: the last 24 hours), newest first unless
-    ``order=asc``. With ``metrics=a,b``, only readings holding one of them, narrowed to them."""
+class TelemetryQueryApi(APIView):
+    """The telemetry query endpoints: their reads of telemetry may be served by the read replica (iothub/replica.py);
+    the device itself, the caller and its role are read on the primary."""
 
     permission_classes = [AnyRole]
+
+    def dispatch(self, request, *args, **kwargs):
+        with telemetry_reads_from_replica():
+            return super().dispatch(request, *args, **kwargs)
+
+
+class DeviceTelemetryApi(TelemetryQueryApi):
+    """Raw readings of a device in ``[start, end)`` (default: the last 24 hours), newest first unless
+    ``order=asc``. With ``metrics=a,b``, only readings holding one of them, narrowed to them."""
 
     @extend_schema(parameters=[TelemetryQuerySerializer], responses=TelemetryReadingPageSerializer)
     def get(self, request, device_id):
@@ -115,10 +125,8 @@ class DeviceTelemetryApi(APIView):
         return paginator.get_paginated_response(serializer.data)
 
 
-class DeviceTelemetryLatestApi(APIView):
+class DeviceTelemetryLatestApi(TelemetryQueryApi):
     """The newest reading of a device, and the newest value of each metric it sent in the last 24 hours."""
-
-    permission_classes = [AnyRole]
 
     @extend_schema(responses=TelemetryLatestSerializer)
     def get(self, request, device_id):
@@ -138,10 +146,9 @@ class FastJSONRenderer(JSONRenderer):
         return b"" if data is None else orjson.dumps(data)
 
 
-class DeviceTelemetryAggregateApi(APIView):
+class DeviceTelemetryAggregateApi(TelemetryQueryApi):
     """Per-metric ``count, min, max, avg, sum`` of a device's numeric metrics in buckets of ``interval``."""
 
-    permission_classes = [AnyRole]
     renderer_classes = [FastJSONRenderer]
 
     @extend_schema(parameters=[TelemetryAggregateQuerySerializer], responses=TelemetryAggregateSerializer)

@@ -1,5 +1,6 @@
 import environ
 from django.core.management.base import BaseCommand, CommandError
+from django.db import IntegrityError, transaction
 
 from iothub.models import User
 
@@ -25,5 +26,11 @@ class Command(BaseCommand):
                 password = secret.read().strip()
         if not password:
             raise CommandError("DJANGO_SUPERUSER_USERNAME is set but DJANGO_SUPERUSER_PASSWORD is not.")
-        User.objects.create_superuser(username, env.str("DJANGO_SUPERUSER_EMAIL", default=""), password)
+        try:
+            with transaction.atomic():
+                User.objects.create_superuser(username, env.str("DJANGO_SUPERUSER_EMAIL", default=""), password)
+        except IntegrityError:
+            # Another web process created it a moment ago (docker compose up --scale web=N).
+            self.stdout.write(f"User {username!r} exists: left unchanged.")
+            return
         self.stdout.write(f"Admin {username!r} created.")
