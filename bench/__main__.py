@@ -16,6 +16,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
+# The measurements of a full run, in order.
+PHASES = ("single_ingest", "profile", "batch_ingest", "rule_trigger", "soak", "queries", "storage")
+# Beyond this many devices the query dataset holds one day per device unless --days says otherwise: 1,000 devices x
+# 90 days would be 130 M readings (28 GB), far beyond two cores and a test machine's disk.
+HISTORY_CAP_DEVICES = 100
 
 
 def duration(text):
@@ -30,6 +35,16 @@ def main():
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=["full", "smoke", "soak"])
     parser.add_argument("--scale", type=float, help="query dataset size: x 100 devices (full default 0.05)")
+    parser.add_argument(
+        "--days",
+        type=int,
+        help=f"query dataset history per device (default 90; 1 beyond {HISTORY_CAP_DEVICES} devices, to fit 2 cores "
+        "and the disk)",
+    )
+    parser.add_argument(
+        "--phases", type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
+        help=f"only these measurements, comma-separated ({', '.join(PHASES)}); default all",
+    )  # fmt: skip
     parser.add_argument("--duration", type=duration, default=600, help="soak duration (default 10m)")
     parser.add_argument("--output", type=Path, help="results directory")
     args = parser.parse_args()
@@ -41,6 +56,12 @@ def main():
     plan = PLANS[args.mode]
     if args.scale is not None:
         plan = plan.__class__(**{**plan.__dict__, "scale": args.scale})
+    days = args.days or (1 if round(100 * plan.scale) > HISTORY_CAP_DEVICES else None)
+    if days:
+        plan = plan.__class__(**{**plan.__dict__, "days": days})
+    unknown = set(args.phases or ()) - set(PHASES)
+    if unknown:
+        parser.error(f"unknown phases {sorted(unknown)}: choose among {', '.join(PHASES)}")
     output = args.output or (RESULTS / "smoke" if args.mode == "smoke" else RESULTS)
     began = time.monotonic()
     started = datetime.now(UTC)
@@ -72,15 +93,16 @@ def main():
         if args.mode == "soak":
             phases = [("soak", lambda: bench.soak(args.duration))]
         else:
-            phases = [
-                ("single_ingest", bench.single_ingest),
-                ("profile", bench.profile_ingest),
-                ("batch_ingest", bench.batch_ingest),
-                ("rule_trigger", bench.trigger_overhead),
-                ("soak", lambda: bench.soak(plan.soak_seconds)),
-                ("queries", bench.queries),
-                ("storage", bench.storage),
-            ]
+            measures = {
+                "single_ingest": bench.single_ingest,
+                "profile": bench.profile_ingest,
+                "batch_ingest": bench.batch_ingest,
+                "rule_trigger": bench.trigger_overhead,
+                "soak": lambda: bench.soak(plan.soak_seconds),
+                "queries": bench.queries,
+                "storage": bench.storage,
+            }
+            phases = [(name, measures[name]) for name in PHASES if name in (args.phases or PHASES)]
         results["phase_seconds"] = {}
         for name, measure in phases:
             phase_began = time.monotonic()
@@ -89,7 +111,10 @@ def main():
         results["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
         results["seconds"] = round(time.monotonic() - began, 1)
         profile_raw = stack.dir / "work" / "py-spy-ingest.txt"
-        markdown = report.write(results, output, suffix="-soak" if args.mode == "soak" else "")
+        # Runs at several scales of one revision keep a file each.
+        scaled = plan.scale != PLANS[args.mode].scale
+        suffix = "-soak" if args.mode == "soak" else f"-scale{plan.scale:g}" if scaled else ""
+        markdown = report.write(results, output, suffix=suffix)
         if profile_raw.exists():
             (markdown.parent / f"{markdown.stem}-py-spy.txt").write_bytes(profile_raw.read_bytes())
     log(f"results: {markdown} ({time.monotonic() - began:.0f} s)")
