@@ -17,7 +17,7 @@ class Command(BaseCommand):
     help = (
         f"Runs {', '.join(STEPS)} holding a PostgreSQL advisory lock: web containers starting at once "
         "(docker compose up --scale web=N) take turns, so two migrations never race and the later ones find "
-        "nothing left to do. Then run ensure_superuser (which tolerates a twin creating the admin at the same moment)."
+        "nothing left to do. ensure_superuser, run after it, takes a lock of its own."
     )
 
     def handle(self, *args, **options):
