@@ -11,8 +11,11 @@ export TIMESCALEDB_SOURCE
 export SQL READONLY
 # How long make bench-soak holds 10x nominal load: 90, 90s, 15m, 2h
 DURATION ?= 10m
-# Query dataset size for make bench: x 100 devices (see docs/performance.md)
+# Query dataset size for make bench: x 100 devices (see docs/performance.md); beyond 100 devices one day of history
+# per device unless DAYS says otherwise. PHASES=queries,storage runs only those measurements.
 SCALE ?= 0.05
+DAYS ?=
+PHASES ?=
 
 test:
 	@bash scripts/dev/test.sh $(ARGS)
@@ -32,7 +35,7 @@ psql:
 
 # Benchmarks (docs/performance.md): each starts and stops its own cluster, app servers and nginx.
 bench:
-	@bash bench/run.sh full --scale $(SCALE)
+	@bash bench/run.sh full --scale $(SCALE) $(if $(DAYS),--days $(DAYS)) $(if $(PHASES),--phases $(PHASES))
 
 bench-smoke:
 	@bash bench/run.sh smoke

@@ -19,6 +19,23 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
+# The measurements of a full run, in order.
+PHASES = (
+    "serving_stack",
+    "single_ingest",
+    "profile",
+    "batch_ingest",
+    "batch_profile",
+    "rule_trigger",
+    "no_data_cycle",
+    "soak",
+    "queries",
+    "export",
+    "storage",
+)
+# Beyond this many devices the query dataset holds one day per device unless --days says otherwise: 1,000 devices x
+# 90 days would be 130 M readings (28 GB), far beyond two cores and a test machine's disk.
+HISTORY_CAP_DEVICES = 100
 
 
 def duration(text):
@@ -33,6 +50,16 @@ def main():
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=["full", "smoke", "soak", "compare", "proxy"])
     parser.add_argument("--scale", type=float, help="query dataset size: x 100 devices (full default 0.05)")
+    parser.add_argument(
+        "--days",
+        type=int,
+        help=f"query dataset history per device (default 90; 1 beyond {HISTORY_CAP_DEVICES} devices, to fit 2 cores "
+        "and the disk)",
+    )
+    parser.add_argument(
+        "--phases", type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
+        help=f"only these measurements, comma-separated ({', '.join(PHASES)}); default all",
+    )  # fmt: skip
     parser.add_argument("--duration", type=duration, default=600, help="soak duration (default 10m)")
     parser.add_argument("--output", type=Path, help="results directory")
     args = parser.parse_args()
@@ -45,6 +72,12 @@ def main():
     plan = PLANS["full" if args.mode in ("compare", "proxy") else args.mode]
     if args.scale is not None:
         plan = plan.__class__(**{**plan.__dict__, "scale": args.scale})
+    days = args.days or (1 if round(100 * plan.scale) > HISTORY_CAP_DEVICES else None)
+    if days:
+        plan = plan.__class__(**{**plan.__dict__, "days": days})
+    unknown = set(args.phases or ()) - set(PHASES)
+    if unknown:
+        parser.error(f"unknown phases {sorted(unknown)}: choose among {', '.join(PHASES)}")
     output = args.output or (RESULTS / "smoke" if args.mode == "smoke" else RESULTS)
     began = time.monotonic()
     started = datetime.now(UTC)
@@ -82,19 +115,20 @@ def main():
         elif args.mode == "proxy":
             phases = [("proxy_settings", bench.proxy_settings)]
         else:
-            phases = [
-                ("serving_stack", bench.serving_stack),
-                ("single_ingest", bench.single_ingest),
-                ("profile", bench.profile_ingest),
-                ("batch_ingest", bench.batch_ingest),
-                ("batch_profile", bench.profile_batches),
-                ("rule_trigger", bench.trigger_overhead),
-                ("no_data_cycle", bench.no_data_cycle),
-                ("soak", lambda: bench.soak(plan.soak_seconds)),
-                ("queries", bench.queries),
-                ("export", bench.export),
-                ("storage", bench.storage),
-            ]
+            measures = {
+                "serving_stack": bench.serving_stack,
+                "single_ingest": bench.single_ingest,
+                "profile": bench.profile_ingest,
+                "batch_ingest": bench.batch_ingest,
+                "batch_profile": bench.profile_batches,
+                "rule_trigger": bench.trigger_overhead,
+                "no_data_cycle": bench.no_data_cycle,
+                "soak": lambda: bench.soak(plan.soak_seconds),
+                "queries": bench.queries,
+                "export": bench.export,
+                "storage": bench.storage,
+            }
+            phases = [(name, measures[name]) for name in PHASES if name in (args.phases or PHASES)]
         results["phase_seconds"] = {}
         for name, measure in phases:
             phase_began = time.monotonic()
@@ -102,7 +136,10 @@ def main():
             results["phase_seconds"][name] = round(time.monotonic() - phase_began, 1)
         results["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
         results["seconds"] = round(time.monotonic() - began, 1)
-        markdown = report.write(results, output, suffix="" if args.mode in ("full", "smoke") else f"-{args.mode}")
+        # Runs at several scales of one revision keep a file each.
+        scaled = plan.scale != PLANS[args.mode].scale
+        suffix = "" if args.mode in ("full", "smoke") else f"-{args.mode}"
+        markdown = report.write(results, output, suffix=f"{suffix}-scale{plan.scale:g}" if scaled else suffix)
         for profile_raw in (stack.dir / "work").glob("py-spy-*.txt"):
             kind = profile_raw.stem.removeprefix("py-spy-").replace("ingest", "")
             (markdown.parent / f"{markdown.stem}-py-spy{'-' if kind else ''}{kind}.txt").write_bytes(

@@ -2,7 +2,8 @@
 # The image's entrypoint (see docker-compose.yml):
 #   init    one-shot, as root: generates the secrets (kept across restarts), and a self-signed certificate unless
 #           one is mounted
-#   web     waits for the database, migrates, applies the TimescaleDB policies, ensures the admin, runs granian
+#   web     waits for the database, migrates and applies the TimescaleDB policies (one web container at a time),
+#           ensures the admin, runs granian
 #   worker  waits for the migrations, runs manage.py run_worker
 # Anything else runs as given, with the same environment: `docker compose run --rm web manage.py shell`.
 set -eu
@@ -146,10 +147,9 @@ case ${1:-web} in
         require_environment
         wait_for_database
         python manage.py check
-        python manage.py migrate --noinput
-        # The read-only role for dashboards: NOLOGIN until IOTHUB_READONLY_PASSWORD (or _FILE) is given.
-        python manage.py readonly_role
-        python manage.py apply_timescale_policies
+        # migrate, the read-only role for dashboards (NOLOGIN until IOTHUB_READONLY_PASSWORD or _FILE is given) and
+        # the TimescaleDB policies, under an advisory lock: several web containers starting at once take turns.
+        python manage.py prepare_database
         created=$(python manage.py ensure_superuser)
         echo "$created"
         # Said once, when the admin is created: nothing else tells a user who started with a bare `up`.

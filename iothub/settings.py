@@ -146,6 +146,20 @@ DATABASES["default"]["OPTIONS"] = {
 # Seconds one SQL statement of a web request may run (iothub/wsgi.py sets it on the web server's connections; 0: no
 # limit). Commands (migrate, refresh_aggregates) and the worker, whose statements may rightly run long, have none.
 DB_STATEMENT_TIMEOUT = env.int("DB_STATEMENT_TIMEOUT", default=10)
+# An optional streaming replica for telemetry reads (iothub/replica.py, docs/scaling.md): connected like the primary.
+DATABASE_REPLICA_URL = env.str("DATABASE_REPLICA_URL", default="")
+if DATABASE_REPLICA_URL:
+    _replica = env.db_url_config(DATABASE_REPLICA_URL)
+    DATABASES["replica"] = {
+        **DATABASES["default"],
+        **_replica,
+        "OPTIONS": {**DATABASES["default"]["OPTIONS"], **_replica.get("OPTIONS", {})},
+        # A test run uses the primary's test database for it: a hot standby can't create one.
+        "TEST": {"MIRROR": "default"},
+    }
+DATABASE_ROUTERS = ["iothub.replica.ReadReplicaRouter"]
+# Seconds a process sends telemetry reads to the primary after the replica failed to answer, before trying it again.
+DB_REPLICA_RETRY_SECONDS = env.int("DB_REPLICA_RETRY_SECONDS", default=30)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # One place where a DBA reads every schema change in order.

@@ -3,13 +3,14 @@
 import json
 from datetime import timedelta
 
-from django.db import connection
+from django.db import connections
 from django.db.models import OuterRef, Subquery
 from psycopg2 import sql
 
 from iothub import edition
 from iothub.api.exports import server_side_rows
 from iothub.api.formats import utc_iso
+from iothub.replica import telemetry_database
 from telemetry.buckets import BUCKET_ORIGIN, aggregate_buckets
 from telemetry.models import Device, Telemetry
 
@@ -71,7 +72,7 @@ def telemetry_latest(*, device, now):
     if reading is None or reading.time < since:
         return reading, {}
     metrics = {key: (value, reading.time) for key, value in reading.metrics.items()}
-    with connection.cursor() as cursor:
+    with connections[telemetry_database()].cursor() as cursor:
         params = {"device": device.pk, "since": since, "before": reading.time, "known": list(reading.metrics)}
         cursor.execute(OLDER_METRICS_SQL, params)
         # Django reads jsonb as text with psycopg2 (JSONField decodes it): decode here.
@@ -111,7 +112,7 @@ def aggregate_complete_until(interval):
     if view is None:
         return None
     query = _TSL_WATERMARK if edition.current() == edition.TIMESCALE else _APACHE_WATERMARK
-    with connection.cursor() as cursor:
+    with connections[telemetry_database()].cursor() as cursor:  # where the aggregates are read
         cursor.execute(query, {"view": view, "width": timedelta(seconds=width)})
         row = cursor.fetchone()
     return row[0] if row else None
@@ -172,7 +173,7 @@ def telemetry_aggregate(*, device, start, end, interval, metrics=None):
     raw readings.
     """
     query, params = _aggregate_query(device=device, start=start, end=end, interval=interval, metrics=metrics)
-    with connection.cursor() as cursor:
+    with connections[telemetry_database()].cursor() as cursor:
         cursor.execute(query.as_string(cursor.connection), params)
         return [
             {

@@ -11,7 +11,7 @@ from rest_framework_simplejwt import views as jwt_views
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 
-from iothub import edition
+from iothub import edition, replica
 from iothub.api.permissions import AnyRole, model_permission
 from iothub.api.problems import PROBLEM_CONTENT_TYPE, problem_body
 from iothub.api.query_parameters import KnownQueryParametersMixin
@@ -125,10 +125,27 @@ class TimescaleSerializer(serializers.Serializer):
     edition = serializers.ChoiceField(["apache", "timescale"])
 
 
+class ReplicaSerializer(serializers.Serializer):
+    database = serializers.ChoiceField(
+        ["ok", "unavailable"], help_text="Unavailable: telemetry reads fall back to the primary."
+    )
+    lag_bytes = serializers.IntegerField(allow_null=True, help_text="WAL written by the primary, not yet replayed.")
+    lag_seconds = serializers.FloatField(
+        allow_null=True, help_text="0 when nothing is left to replay, else the age of the newest replayed transaction."
+    )
+    replay_paused = serializers.BooleanField(allow_null=True)
+
+
 class HealthSerializer(serializers.Serializer):
     database = serializers.ChoiceField(["ok", "unavailable"])
     timescaledb = TimescaleSerializer(
         allow_null=True, required=False, help_text="For admins only (a bearer token): versions help attackers."
+    )
+    replica = ReplicaSerializer(
+        allow_null=True,
+        required=False,
+        help_text="For admins only: the read replica (DATABASE_REPLICA_URL), null without one. Its state does not "
+        "change the status: without it, telemetry reads go to the primary.",
     )
     migrations_applied = serializers.BooleanField()
 
@@ -156,7 +173,7 @@ def _caller_is_admin(request):
 
 class HealthApi(KnownQueryParametersMixin, APIView):
     """Liveness and readiness for load balancers and container healthchecks: no authentication. The TimescaleDB
-    version and edition are shown to admins only."""
+    version and edition, and the read replica's lag, are shown to admins only."""
 
     authentication_classes = []
     permission_classes = [AllowAny]
@@ -172,7 +189,9 @@ class HealthApi(KnownQueryParametersMixin, APIView):
     )
     def get(self, request):
         healthy, report = health_report()
-        if not _caller_is_admin(request):
+        if _caller_is_admin(request):
+            report["replica"] = replica.replica_report()
+        else:
             del report["timescaledb"]
         if healthy:
             return Response(report)

@@ -20,6 +20,7 @@ from iothub.api.formats import UUID, utc_iso
 from iothub.api.pagination import positive_int_parameter
 from iothub.api.permissions import AnyRole, model_permission
 from iothub.api.query_parameters import KnownQueryParametersMixin
+from iothub.replica import telemetry_reads_from_replica
 from telemetry.api.serializers import (
     DeviceSerializer,
     DeviceTypeSerializer,
@@ -159,7 +160,18 @@ class TelemetryCursorPagination(CursorPagination):
         return cursor
 
 
-class DeviceTelemetryApi(KnownQueryParametersMixin, APIView):
+class TelemetryQueryApi(KnownQueryParametersMixin, APIView):
+    """The telemetry query endpoints: their reads of telemetry may be served by the read replica (iothub/replica.py);
+    the device itself, the caller and its role are read on the primary, and so are CSV exports."""
+
+    permission_classes = [AnyRole]
+
+    def dispatch(self, request, *args, **kwargs):
+        with telemetry_reads_from_replica():
+            return super().dispatch(request, *args, **kwargs)
+
+
+class DeviceTelemetryApi(TelemetryQueryApi):
     """Raw readings of a device in ``[start, end)`` (default: the last 24 hours), newest first unless
     ``order=asc``. With ``metrics=a,b``, only readings holding one of them, narrowed to them.
 
@@ -167,7 +179,6 @@ class DeviceTelemetryApi(KnownQueryParametersMixin, APIView):
     ``timestamp`` (UTC, ISO 8601 with Z) then one per metric (the requested ones in their order, else every metric
     of the range by name), cells as sent, empty where a reading lacks the metric."""
 
-    permission_classes = [AnyRole]
     renderer_classes = [JSONRenderer, CSVRenderer]
     query_serializer_class = TelemetryQuerySerializer
     pagination_class = TelemetryCursorPagination
@@ -194,10 +205,8 @@ class DeviceTelemetryApi(KnownQueryParametersMixin, APIView):
         return paginator.get_paginated_response(serializer.data)
 
 
-class DeviceTelemetryLatestApi(KnownQueryParametersMixin, APIView):
+class DeviceTelemetryLatestApi(TelemetryQueryApi):
     """The newest reading of a device, and the newest value of each metric it sent in the last 24 hours."""
-
-    permission_classes = [AnyRole]
 
     @extend_schema(summary="Latest reading and values of a device", responses=TelemetryLatestSerializer)
     def get(self, request, device_id):
@@ -222,7 +231,7 @@ def complete_until_header(moment):
     return {"Complete-Until": utc_iso(moment)} if moment else {}
 
 
-class DeviceTelemetryAggregateApi(KnownQueryParametersMixin, APIView):
+class DeviceTelemetryAggregateApi(TelemetryQueryApi):
     """Per-metric ``count, min, max, avg, sum`` of a device's numeric metrics in buckets of ``interval``.
 
     As CSV (``Accept: text/csv`` or ``format=csv``): streamed, with no limit on the number of buckets; one row per
@@ -230,7 +239,6 @@ class DeviceTelemetryAggregateApi(KnownQueryParametersMixin, APIView):
     ``<metric>:sum`` for each metric (the requested ones in their order, else every metric by name). The
     ``Complete-Until`` header carries ``complete_until``."""
 
-    permission_classes = [AnyRole]
     renderer_classes = [FastJSONRenderer, CSVRenderer]
     query_serializer_class = TelemetryAggregateQuerySerializer
 

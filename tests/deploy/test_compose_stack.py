@@ -59,9 +59,12 @@ services:
 ERROR_LINE = re.compile(r"\b(ERROR|CRITICAL|FATAL|PANIC)\b|Traceback|\[(error|crit|alert|emerg)\]|entrypoint: error")
 # Errors that are not faults, each for a reason:
 # nginx while web restarts on purpose (test_restarting_web…): the requests of that moment get a 502 (refused, or
-# reset: the app server's workers close their listening sockets with connections they had not accepted yet).
+# reset: the app server's workers close their listening sockets with connections they had not accepted yet); or while
+# one of several web containers is stopped (test_several_web…): nginx times out connecting to it and passes the
+# request on.
 UPSTREAM_DOWN = re.compile(
     r"\[error\].*(connect\(\) failed|upstream prematurely closed|no live upstreams"
+    r"|upstream timed out \(110: Connection timed out\) while connecting to upstream"
     r"|recv\(\) failed \(104: Connection reset by peer\) while reading response header)"
 )
 # PostgreSQL stopping because it was asked to (the image's first-start initialisation, `down`).
@@ -568,6 +571,47 @@ def test_an_upgrade_rebuilds_migrates_and_serves(stack, token):
     started = subprocess.run(["docker", "logs", web_after], capture_output=True, text=True, timeout=60)
     assert "Running migrations:" in started.stdout + started.stderr
     assert stack.get("/devices/", token=token).json()["count"] == devices_before
+
+
+def test_several_web_containers_start_at_once_and_the_proxy_spreads_over_them(stack):
+    """`docker compose up -d --scale web=2` on a fresh database: the two web containers prepare it one at a time
+    (manage.py prepare_database's advisory lock), so one migrates, the other finds nothing to do and neither fails
+    and restarts; nginx forwards to both (each, alone, serves through the proxy). Last but one: it starts afresh."""
+    stack.keep_logs()
+    stack.compose("down", "-v", timeout=300)
+    stack.tls = None  # init generates a new certificate
+    stack.up("--scale", "web=2")
+
+    webs = stack.container("web").split()
+    assert len(webs) == 2
+    logs = {web: subprocess.run(["docker", "logs", web], capture_output=True, text=True, timeout=60) for web in webs}
+    logs = {web: result.stdout + result.stderr for web, result in logs.items()}
+    # migrate says "Applying <migration>... OK" for each one it applies.
+    assert sorted("Applying iothub.0001_initial" in log for log in logs.values()) == [False, True], logs
+    assert sorted("No migrations to apply." in log for log in logs.values()) == [False, True], logs
+    restarts = subprocess.run(
+        ["docker", "inspect", "--format", "{{.RestartCount}}", *webs], capture_output=True, text=True, timeout=60
+    )
+    assert restarts.stdout.split() == ["0", "0"], restarts.stdout
+
+    def health(web):
+        status = ["docker", "inspect", "--format", "{{.State.Health.Status}}", web]
+        return subprocess.run(status, capture_output=True, text=True, timeout=60).stdout.strip()
+
+    for stopped in webs:
+        outage_start = datetime.now(UTC)
+        subprocess.run(["docker", "stop", stopped], capture_output=True, check=True, timeout=120)
+        try:
+            # nginx tries the stopped one, is refused and passes the request on: every call is answered.
+            answers = [stack.get("/health/").status for _ in range(6)]
+            assert answers == [200] * 6, f"with {stopped[:12]} stopped: {answers}"
+        finally:
+            subprocess.run(["docker", "start", stopped], capture_output=True, check=True, timeout=120)
+            deadline = time.monotonic() + START_TIMEOUT
+            while health(stopped) != "healthy":
+                assert time.monotonic() < deadline, f"{stopped[:12]} did not become healthy again"
+                time.sleep(1)
+            stack.outages.append((outage_start, datetime.now(UTC) + timedelta(seconds=2)))
 
 
 def test_every_log_is_readable_and_free_of_errors(stack):

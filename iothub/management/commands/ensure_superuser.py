@@ -1,5 +1,6 @@
 import environ
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connection, transaction
 
 from iothub.models import User
 
@@ -16,6 +17,14 @@ class Command(BaseCommand):
         if not username:
             self.stdout.write("DJANGO_SUPERUSER_USERNAME not set: no admin created.")
             return
+        with transaction.atomic():
+            # Web containers starting at once (docker compose up --scale web=N) check and create one at a time.
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtext('iothub'), hashtext('ensure_superuser'))")
+            self._ensure(username)
+
+    def _ensure(self, username):
+        env = environ.Env()
         if User.objects.filter(username=username).exists():
             self.stdout.write(f"User {username!r} exists: left unchanged.")
             return
