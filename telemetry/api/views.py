@@ -90,7 +90,7 @@ class IngestKeyRotateApi(KnownQueryParametersMixin, APIView):
 
     permission_classes = [model_permission("telemetry.ingestkey")]
 
-    @extend_schema(request=None, responses={200: IngestKeySecretSerializer})
+    @extend_schema(summary="Rotate a device key", request=None, responses={200: IngestKeySecretSerializer})
     def post(self, request, pk):
         ingest_key = get_object_or_404(IngestKey, pk=pk)
         key = ingest_key_rotate(ingest_key=ingest_key)

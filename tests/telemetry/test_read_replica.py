@@ -224,7 +224,7 @@ def test_telemetry_reads_come_from_the_replica(api, standby, admin_user):
     with standby.replay_paused():
         # Written on the primary (201 after COMMIT), not yet on the replica.
         status, body = api("POST", "/telemetry/ingest/", reading(device, minute + timedelta(seconds=1), temperature=22))
-        assert (status, body) == (201, {"accepted": 1, "duplicates": 0})
+        assert (status, body) == (201, {"accepted": 1, "merged": 0, "duplicates": 0})
 
         assert readings_of(api, admin_user, device.pk, start, end) == [{"temperature": 20}]
         status, latest = api("GET", f"/devices/{device.pk}/telemetry/latest/", user=admin_user)
