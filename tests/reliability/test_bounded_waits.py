@@ -483,6 +483,15 @@ def unix_request(path, method, url, *, body=None, timeout=WITHIN + 10):
         conn.close()
 
 
+def _accepts(sock):
+    with socket.socket(socket.AF_UNIX) as client:
+        try:
+            client.connect(str(sock))
+        except OSError:
+            return False
+    return True
+
+
 @pytest.mark.time_limit(90)
 def test_a_partitioned_database_costs_an_api_caller_a_503_within_seconds(partition, processes, tmp_path, timestamps):
     """The app server in the client namespace, its connections open when the packets start being dropped: the app finds
@@ -497,7 +506,8 @@ def test_a_partitioned_database_costs_an_api_caller_a_503_within_seconds(partiti
         env=app_environment(cluster, WEB_BIND=f"unix:{sock}", WEB_CONCURRENCY="1", WEB_THREADS="2"),
         log=tmp_path / "web.log",
     )
-    wait_for(lambda: sock.exists() or server.poll() is not None, timeout=30, message="the app server")
+    # The socket file appears when it is bound; a connection succeeds once a worker listens on it.
+    wait_for(lambda: _accepts(sock) or server.poll() is not None, timeout=30, message="the app server")
     assert server.poll() is None, server.log.read_text()[-3000:]
     for _ in range(3):
         assert unix_request(sock, "POST", INGEST, body=_reading(device, timestamps)).status == 201

@@ -48,7 +48,9 @@ class Row(NamedTuple):
 
 
 def _reading(world):
-    timestamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Microseconds: the world's readings are on whole seconds, and one of them may have this second (another
+    # temperature at the same device and time would be a 409 conflict, not the role's answer).
+    timestamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return {"device_id": str(world.device.pk), "timestamp": timestamp, "metrics": {"temperature": 21.5}}
 
 
