@@ -78,8 +78,11 @@ def csv_response(produce, *, filename, headers=None):
     first = next(body)  # begins the transaction and reads the header: errors here are problem responses
 
     def stream():  # a generator, so closing the response closes the export (its transaction ends)
-        yield first
-        yield from body
+        try:
+            yield first
+            yield from body
+        finally:
+            body.close()  # also when the response is closed before the rows were asked for
 
     response = StreamingHttpResponse(stream(), content_type=f"{CSV_CONTENT_TYPE}; charset=utf-8", headers=headers)
     response["Content-Disposition"] = f'attachment; filename="{filename}"'

@@ -100,6 +100,8 @@ def test_every_documented_query_parameter_is_accepted(schema, admin_client, matr
             if parameter["in"] != "query":
                 continue
             response = admin_client.get(url, {parameter["name"]: _a_value(parameter)})
+            if response.streaming:
+                response.close()  # a CSV export: ends its transaction, a savepoint in the test's
             if response.status_code == 400:
                 errors = response.json()["errors"]
                 assert all(error.get("code") != "unknown_parameter" for error in errors), (path, parameter["name"])
