@@ -406,6 +406,12 @@ def test_the_statement_keeps_its_generic_plan_without_a_key(api_client):
     # A NULL key hash let PostgreSQL's custom plans fold the key check away, look cheaper than the generic plan
     # and be chosen every time: the statement was planned again on every request (-40 % on single readings).
     devices = DeviceFactory.create_batch(2)
+    # A fresh statement in this session: PostgreSQL chooses between generic and custom plans from its first
+    # executions, which earlier tests on this connection would otherwise have made (batches, other devices).
+    with connection.cursor() as cursor:
+        if connection.connection in INSERT_READINGS._prepared_on:
+            cursor.execute(f"DEALLOCATE {INSERT_READINGS.name}")
+            INSERT_READINGS._prepared_on.discard(connection.connection)
 
     def plans():
         with connection.cursor() as cursor:
