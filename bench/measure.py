@@ -629,7 +629,7 @@ class Bench:
 
     def export(self):
         """One device's readings as CSV through nginx, read to the end by one client: rows/s, and the peak RSS of
-        the gunicorn worker that streamed them against its RSS before (flat memory: the two stay close)."""
+        the app server worker that streamed them against its RSS before (flat memory: the two stay close)."""
         rows = self.plan.export_rows
         end = data.minute_floor(data.utc_now())
         log(f"(7) export: {rows:,} readings of one device")
@@ -640,9 +640,9 @@ class Bench:
             f"/api/v1/devices/{device}/telemetry/?format=csv&order=asc"
             f"&start={start.strftime('%Y-%m-%dT%H:%M:%SZ')}&end={end.strftime('%Y-%m-%dT%H:%M:%SZ')}"
         )
-        gunicorn = Group("gunicorn", self.stack.gunicorn_pid())
-        workers_before = {pid: procs.rss_kb(pid) for pid in gunicorn.pids()[1:]}
-        sampler = Sampler([gunicorn], interval=0.2)
+        server = Group("app server", self.stack.primary.process.pid)
+        workers_before = {pid: procs.rss_kb(pid) for pid in server.pids()[1:]}
+        sampler = Sampler([server], interval=0.2)
         request = urllib.request.Request(self.stack.url + path, headers={"Authorization": f"Bearer {token}"})
         lines = size = 0
         with sampler.measure() as memory:
@@ -662,8 +662,8 @@ class Bench:
             "first_byte_seconds": round(first_byte, 3),
             "rows_per_second": round(rows / seconds),
             "worker_rss_before_mb": round(max(workers_before.values()) / 1024, 1),
-            "worker_peak_rss_mb": memory["gunicorn"]["largest_child_rss_mb"],
-            "gunicorn_cpu_seconds": memory["gunicorn"]["cpu_seconds"],
+            "worker_peak_rss_mb": memory["app server"]["largest_child_rss_mb"],
+            "app_server_cpu_seconds": memory["app server"]["cpu_seconds"],
         }
 
     def _refresh_aggregates(self):

@@ -319,9 +319,9 @@ def render(results):
             f"## (7) CSV export: {export['rows']:,} readings of one device ({export['megabytes']} MB)",
             "",
             f"**{export['rows_per_second']:,} rows/s** ({export['seconds']} s, first byte after "
-            f"{export['first_byte_seconds']} s) through nginx, one client reading to the end; the gunicorn worker's "
+            f"{export['first_byte_seconds']} s) through nginx, one client reading to the end; the app server worker's "
             f"RSS {export['worker_rss_before_mb']} MB before, peak **{export['worker_peak_rss_mb']} MB** during "
-            f"(largest worker), {export['gunicorn_cpu_seconds']} s of gunicorn CPU.",
+            f"(largest worker), {export['app_server_cpu_seconds']} s of app server CPU.",
         ]
     memory_phases = [(key, results.get(key, {}).get("processes")) for key in ("single_ingest", "batch_ingest", "soak")]
     memory_phases = [(key, figures) for key, figures in memory_phases if figures]
