@@ -6,6 +6,7 @@ from django.db.models import Case, Q, When
 from django.db.models.functions import Now
 from django.http import HttpResponseRedirect
 
+from iothub.admin_site import ModelAdmin, SavedValuesOnly
 from iothub.login_protection import limits
 from iothub.models import LAST_ADMIN_SQLSTATE, LoginCounter, User
 
@@ -14,7 +15,7 @@ admin.site.unregister(Group)
 
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):
+class UserAdmin(SavedValuesOnly, DjangoUserAdmin):
     """Django's user admin with the role in place of is_staff/is_superuser, which derive from it."""
 
     list_display = ["username", "email", "role", "is_active", "last_login"]
@@ -79,7 +80,7 @@ class LockedFilter(admin.SimpleListFilter):
 
 
 @admin.register(LoginCounter)
-class LoginCounterAdmin(admin.ModelAdmin):
+class LoginCounterAdmin(ModelAdmin):
     """Failed logins counted by the brute-force protection; clearing a counter ends its lock-out. Written only by
     the logins themselves: no adding or editing here."""
 

@@ -16,6 +16,7 @@ from django.utils.http import urlencode
 from django.utils.text import Truncator
 
 from iothub.access import may_read_secrets
+from iothub.admin_site import ModelAdmin
 from rules import services
 from rules.admin_exports import export_events_csv
 from rules.forms import NO_DATA_ROWS, THRESHOLD_ROWS, RuleAdminForm
@@ -66,7 +67,7 @@ class RuleChannelInline(admin.TabularInline):
 
 
 @admin.register(Rule)
-class RuleAdmin(admin.ModelAdmin):
+class RuleAdmin(ModelAdmin):
     # Rule.clean() gives the form the same messages as the API (threshold vs operator, targets, placeholders).
     form = RuleAdminForm
     change_form_template = "admin/rules/rule/change_form.html"
@@ -127,11 +128,6 @@ class RuleAdmin(admin.ModelAdmin):
         ),
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]
-
-    def get_fieldsets(self, request, obj=None):
-        # An add page has no history yet (its created_at would show the database default's Python object).
-        fieldsets = super().get_fieldsets(request, obj)
-        return fieldsets if obj is not None else [fieldset for fieldset in fieldsets if fieldset[0] != "History"]
 
     def render_change_form(self, request, context, *args, **kwargs):
         context["rule_kind_rows"] = {RuleKind.THRESHOLD: THRESHOLD_ROWS, RuleKind.NO_DATA: NO_DATA_ROWS}
@@ -222,7 +218,7 @@ def severity_badge(severity):
 
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
+class EventAdmin(ModelAdmin):
     """Events are written by the database; here they are triaged: read, acknowledged and resolved with a note, in bulk
     from the list or one at a time from the event's page, each step in the event's Admin history. Never added or
     deleted (iothub.access gives no role those permissions)."""
@@ -416,7 +412,7 @@ class NotificationChannelForm(forms.ModelForm):
 
 
 @admin.register(NotificationChannel)
-class NotificationChannelAdmin(admin.ModelAdmin):
+class NotificationChannelAdmin(ModelAdmin):
     """Admins see and edit targets whole; other roles see them masked (they may not write channels anyway)."""
 
     form = NotificationChannelForm
@@ -448,7 +444,7 @@ class NotificationChannelAdmin(admin.ModelAdmin):
 
 
 @admin.register(Notification)
-class NotificationAdmin(admin.ModelAdmin):
+class NotificationAdmin(ModelAdmin):
     """Read-only: the trigger writes notifications and the worker records their attempts."""
 
     list_display = ["id", "event", "channel", "status", "attempts", "next_attempt_at", "sent_at", "created_at"]

@@ -13,6 +13,7 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 from rest_framework.settings import api_settings
 
+from iothub.admin_site import ModelAdmin
 from rules.admin import open_event_count, open_events_link
 from rules.selectors import rules_watching
 from telemetry.admin_exports import export_hourly_aggregates_csv, export_readings_csv
@@ -53,7 +54,7 @@ class DeviceTypeForm(forms.ModelForm):
 
 
 @admin.register(DeviceType)
-class DeviceTypeAdmin(admin.ModelAdmin):
+class DeviceTypeAdmin(ModelAdmin):
     form = DeviceTypeForm
     list_display = ["name", "description", "expected_interval_seconds", "device_count", "created_at"]
     search_fields = ["name", "description"]
@@ -68,7 +69,7 @@ class DeviceTypeAdmin(admin.ModelAdmin):
 
 
 @admin.register(Device)
-class DeviceAdmin(admin.ModelAdmin):
+class DeviceAdmin(ModelAdmin):
     """Devices, and on a device's page what an operator looks for first: online or not, the latest value of each
     metric with its unit, a chart per metric over a chosen window (from the aggregates), its open events and the rules
     that watch it. Telemetry has a composite primary key, which Admin can't register: it is shown here read-only."""
@@ -222,7 +223,7 @@ class IngestKeyForm(forms.ModelForm):
 
 
 @admin.register(IngestKey)
-class IngestKeyAdmin(admin.ModelAdmin):
+class IngestKeyAdmin(ModelAdmin):
     """Device keys. The key itself appears once, on the page that follows its creation or rotation (not in a
     message: messages travel in a cookie or the session); deleting a key revokes it."""
 
