@@ -658,8 +658,9 @@ class NotificationStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-# The keys of a notification's payload, as the rule trigger writes them (sql/triggers/telemetry_evaluate_rules.plpgsql)
-# and rules.notifications delivers them (tests/rules/test_sql_parity.py keeps the two equal).
+# The keys of a notification's payload, as the database writes them (sql/functions/notification_payload.sql, for the
+# rule trigger and the no-data evaluation) and rules.notifications delivers them (tests/rules/test_sql_parity.py
+# keeps the two equal).
 NOTIFICATION_PAYLOAD_KEYS = (
     "event_id",
     "rule_id",

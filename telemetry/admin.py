@@ -42,7 +42,7 @@ def _error_messages(detail, pointer):
 class DeviceTypeForm(forms.ModelForm):
     class Meta:
         model = DeviceType
-        fields = ["name", "description", "metrics", "expected_interval_seconds"]
+        fields = ["name", "description", "metrics", "strict_metrics", "expected_interval_seconds"]
 
     def clean_metrics(self):
         # The same rules as the API, so that a type edited here reads back the same way there.
@@ -56,7 +56,7 @@ class DeviceTypeForm(forms.ModelForm):
 @admin.register(DeviceType)
 class DeviceTypeAdmin(ModelAdmin):
     form = DeviceTypeForm
-    list_display = ["name", "description", "expected_interval_seconds", "device_count", "created_at"]
+    list_display = ["name", "description", "strict_metrics", "expected_interval_seconds", "device_count", "created_at"]
     search_fields = ["name", "description"]
     readonly_fields = ["created_at", "updated_at"]
 

@@ -9,6 +9,10 @@ from rules.triggers import EvaluateMergedRules, EvaluateRules
 METRIC_NAME_REGEX = r"\A[A-Za-z_][A-Za-z0-9_.-]{0,63}\Z"
 
 
+STRICT_WITHOUT_METRICS = (
+    "A type with strict metrics declares at least one metric: without any, every reading of its devices is refused."
+)
+
 # A device whose newest reading is older than this many of its type's expected intervals is shown offline.
 OFFLINE_AFTER_INTERVALS = 2
 
@@ -23,8 +27,19 @@ def _jsonb_type_is(field, json_type):
 class DeviceType(models.Model):
     name = models.CharField(max_length=100, unique=True)
     description = models.TextField(blank=True, default="")
-    # Documents what devices of this type send ([{"name", "unit", "description"}]); it does not restrict ingest.
+    # Documents what devices of this type send ([{"name", "unit", "description"}]); restricts ingest only when
+    # strict_metrics is set.
     metrics = models.JSONField(default=list, blank=True)
+    strict_metrics = models.BooleanField(
+        "strict metrics",
+        default=False,
+        db_default=False,
+        help_text=(
+            "Refuse readings that carry a metric this type does not declare: the whole request is refused, each "
+            "undeclared metric named. Off: the declared metrics document what devices send, and readings may carry "
+            "others too (a device that gained a sensor before its type was updated loses nothing)."
+        ),
+    )
     # Display only: Admin's online/offline. The alarms for silent devices are no-data rules, with their own threshold.
     expected_interval_seconds = models.PositiveIntegerField(
         "expected interval (seconds)",
@@ -47,6 +62,13 @@ class DeviceType(models.Model):
             models.CheckConstraint(condition=_jsonb_type_is("metrics", "array"), name="device_types_metrics_array"),
             models.CheckConstraint(
                 condition=models.Q(expected_interval_seconds__gt=0), name="device_types_expected_interval_positive"
+            ),
+            # Strict without a declared metric would refuse every reading of the type's devices.
+            models.CheckConstraint(
+                condition=models.Q(strict_metrics=False) | ~models.Q(metrics=[]),
+                name="device_types_strict_metrics_declared",
+                violation_error_code="strict_without_metrics",
+                violation_error_message=STRICT_WITHOUT_METRICS,
             ),
         ]
 

@@ -34,6 +34,8 @@ _INTEGRITY_PROBLEMS = {
 _DOMAIN_PROBLEMS = {
     "IO001": (Conflict, "invalid_transition"),  # event_status_transition: an event status change out of order
     LAST_ADMIN_SQLSTATE: (Conflict, "last_admin"),  # users_keep_an_active_admin: no active admin would be left
+    # rules_metric_declared: the rule's metric is not declared by its target's type (changed since the API checked)
+    "IO004": (exceptions.ValidationError, "undeclared_metric"),
 }
 
 

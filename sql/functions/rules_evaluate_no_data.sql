@@ -148,14 +148,13 @@ BEGIN
     ),
     queued_rows AS (
         -- Each new event gets one pending notification per enabled channel of its rule, with the payload the rule
-        -- trigger writes (rules.models.NOTIFICATION_PAYLOAD_KEYS; tests/rules/test_sql_parity.py).
+        -- trigger writes too (notification_payload()).
         INSERT INTO public.notifications (
             event_id, channel_id, status, payload, attempts, last_error, next_attempt_at, created_at, updated_at
         )
         SELECT u.id, c.id, 'pending',
-            jsonb_build_object('event_id', u.id, 'rule_id', u.rule_id, 'rule_name', u.rule_name,
-                'device_id', u.device_id, 'device_name', d.name, 'severity', u.severity, 'message', u.message,
-                'triggered_at', public.utc_iso8601(u.triggered_at), 'trigger_values', u.trigger_values),
+            public.notification_payload(u.id, u.rule_id, u.rule_name, u.device_id, d.name, u.severity, u.message,
+                u.triggered_at, u.trigger_values),
             0, '', now(), now(), now()
         FROM upserted u
         JOIN public.rule_channels rc ON rc.rule_id = u.rule_id

@@ -10,7 +10,7 @@ from rest_framework.fields import empty
 from iothub.api.formats import UTC_TIME, utc_iso
 from iothub.api.serializers import StrictFieldsMixin, StrictModelSerializer
 from telemetry.buckets import aggregate_buckets
-from telemetry.models import METRIC_NAME_REGEX, Device, DeviceType, IngestKey
+from telemetry.models import METRIC_NAME_REGEX, STRICT_WITHOUT_METRICS, Device, DeviceType, IngestKey
 
 
 class RequiredEvenInPatch(serializers.RegexField):
@@ -30,12 +30,30 @@ class DeclaredMetricSerializer(StrictFieldsMixin, serializers.Serializer):
 
 
 class DeviceTypeSerializer(StrictModelSerializer):
-    # What devices of this type send; documentation only, ingest accepts other metrics too.
+    # What devices of this type send; ingest accepts other metrics too unless strict_metrics is set.
     metrics = DeclaredMetricSerializer(many=True, required=False)
 
     class Meta:
         model = DeviceType
-        fields = ["id", "name", "description", "metrics", "expected_interval_seconds", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "name",
+            "description",
+            "metrics",
+            "strict_metrics",
+            "expected_interval_seconds",
+            "created_at",
+            "updated_at",
+        ]
+
+    def validate(self, attrs):
+        # The constraint device_types_strict_metrics_declared, as a problem pointing at the field this request sets.
+        strict = attrs.get("strict_metrics", getattr(self.instance, "strict_metrics", False))
+        metrics = attrs.get("metrics", getattr(self.instance, "metrics", []))
+        if strict and not metrics:
+            field = "metrics" if "metrics" in attrs else "strict_metrics"
+            raise serializers.ValidationError({field: [STRICT_WITHOUT_METRICS]}, code="strict_without_metrics")
+        return attrs
 
     def validate_metrics(self, metrics):
         seen = set()

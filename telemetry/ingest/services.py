@@ -12,7 +12,7 @@ from django.db import DatabaseError, IntegrityError, connection
 
 from telemetry.ingest.keys import ingest_key_hash
 from telemetry.ingest.statement import PreparedStatement
-from telemetry.ingest.validation import device_problems, pointer, validate_readings
+from telemetry.ingest.validation import KnownDevice, device_problems, pointer, validate_readings
 from telemetry.models import INGESTING_STATUSES
 
 NOT_NULL_VIOLATION = "23502"
@@ -22,10 +22,11 @@ READING_CONFLICT = "IO003"
 
 # Each statement below stores a whole request and is its only round trip (a single reading meeting a stored one
 # aside: see reading_ingest). Each also admits the devices: a reading of an unknown device, of one whose status may
-# not send telemetry, of a keyed device when the request's key ($2, its hash) is not that device's, or of a device
-# over its rate, gets a NULL device_id, which the NOT NULL constraint refuses, so the statement fails and nothing of
-# the request is stored (reading_ingest then looks the devices up to say why). The same rows sent twice are stored
-# once, which lets run() retry them. received_at takes its default, now(), on insert. $1 is the JSON text of an
+# not send telemetry, of a keyed device when the request's key ($2, its hash) is not that device's, of a device
+# over its rate, or with a metric its type does not declare when the type has strict metrics, gets a NULL
+# device_id, which the NOT NULL constraint refuses, so the statement fails and nothing of the request is stored
+# (reading_ingest then looks the devices up to say why). The same rows sent twice are stored once, which lets run()
+# retry them. received_at takes its default, now(), on insert. $1 is the JSON text of an
 # array of {"device_id", "time", "metrics"} objects, in (device, time) order.
 #
 # The rate: each request counts once per device it holds, in ingest_request_counts (unlogged: one row per device,
@@ -55,10 +56,11 @@ _READINGS = f"""
     INSERT INTO telemetry AS t (device_id, time, metrics)
     SELECT
         (
-            SELECT d.id FROM devices d
+            SELECT d.id FROM devices d JOIN device_types dt ON dt.id = d.device_type_id
             WHERE d.id = r.device_id AND d.status IN ({_INGESTING}) AND c.requests <= $4
                 AND (d.ingest_key_id IS NULL
                     OR d.ingest_key_id = (SELECT k.id FROM ingest_keys k WHERE k.key_hash = $2))
+                AND CASE WHEN dt.strict_metrics THEN public.metrics_declared(r.metrics, dt.metrics) ELSE true END
         ),
         r.time,
         r.metrics
@@ -163,8 +165,9 @@ def reading_ingest(*, payload, key=None, now=None):
     wrong with the body), else ``InvalidReadings`` listing every problem of the body, device problems included
     (400), or every reading contradicting the stored reading of its device and time or an earlier one of the batch
     (409), else ``RateLimited`` when a device is over its rate. The devices are not looked up before the INSERT,
-    which refuses readings of unknown, non-ingesting, unauthenticated or over-rate devices itself; one query then
-    says why (also for a device deleted, retired or keyed while the statement ran).
+    which refuses readings of unknown, non-ingesting, unauthenticated or over-rate devices, and metrics a strict
+    type doesn't declare, itself; one query then says why (also for a device deleted, retired or keyed while the
+    statement ran).
 
     Readings with the device and time of a stored one: one that adds metrics is merged into it (the metrics both
     hold, if any, have equal values), one that adds none is a duplicate, one holding a metric with another value is
@@ -174,7 +177,7 @@ def reading_ingest(*, payload, key=None, now=None):
     """
     key_hash = ingest_key_hash(key) if key is not None else NO_KEY
     devices = _DeviceLookup(key_hash)
-    readings, errors = validate_readings(payload, now=now or datetime.now(UTC), device_statuses=devices)
+    readings, errors = validate_readings(payload, now=now or datetime.now(UTC), known_devices=devices)
     if errors:
         devices.raise_for_key()
         raise InvalidReadings(errors)
@@ -316,8 +319,8 @@ def insert_readings_parameters(rows, key_hash=NO_KEY):
 
 
 class _DeviceLookup:
-    """The devices of a refused request, looked up once: ``{device_id: status}`` of those among ``device_ids`` that
-    exist (validation's ``device_statuses``), and which of them are keyed with a key other than the request's."""
+    """The devices of a refused request, looked up once: ``{device_id: KnownDevice}`` of those among ``device_ids``
+    that exist (validation's ``known_devices``), and which of them are keyed with a key other than the request's."""
 
     def __init__(self, key_hash):
         self.key_hash = key_hash
@@ -327,8 +330,13 @@ class _DeviceLookup:
         with connection.cursor() as cursor:
             cursor.execute(
                 """
-                SELECT d.id::text, d.status, k.id, k.key_hash
-                FROM devices d LEFT JOIN ingest_keys k ON k.id = d.ingest_key_id
+                SELECT d.id::text, d.status, k.id, k.key_hash,
+                    CASE WHEN t.strict_metrics THEN t.name END,
+                    CASE WHEN t.strict_metrics THEN ARRAY(SELECT m ->> 'name' FROM jsonb_array_elements(t.metrics) m)
+                    END
+                FROM devices d
+                JOIN device_types t ON t.id = d.device_type_id
+                LEFT JOIN ingest_keys k ON k.id = d.ingest_key_id
                 WHERE d.id = ANY(%s::uuid[])
                 """,
                 [list(device_ids)],
@@ -337,10 +345,13 @@ class _DeviceLookup:
         presented = self.key_hash
         self.unauthenticated = [
             (device_id, key_id)
-            for device_id, _, key_id, key_hash in sorted(rows)
+            for device_id, _, key_id, key_hash, _, _ in sorted(rows)
             if key_id is not None and not hmac.compare_digest(bytes(key_hash), presented)
         ]
-        return {device_id: status for device_id, status, _, _ in rows}
+        return {
+            device_id: KnownDevice(status, strict_type, frozenset(declared or ()))
+            for device_id, status, _, _, strict_type, declared in rows
+        }
 
     def raise_for_key(self):
         """Counts the refusal on each key the request lacked, then raises KeyRefused; nothing without such keys."""
@@ -374,8 +385,9 @@ def _raise_for_rate(device_ids, *, window_start):
 
 
 def _is_device_refusal(error):
-    """Whether the INSERT failed on a device: one it nulled out (unknown, not ingesting, unauthenticated or over
-    its rate), or one deleted while the statement ran (the foreign keys)."""
+    """Whether the INSERT failed on a device: one it nulled out (unknown, not ingesting, unauthenticated, over its
+    rate, or sending a metric its strict type doesn't declare), or one deleted while the statement ran (the foreign
+    keys)."""
     pgcode = getattr(error, "pgcode", None)
     if pgcode == NOT_NULL_VIOLATION:
         return error.diag.column_name == "device_id"

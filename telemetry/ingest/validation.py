@@ -43,6 +43,15 @@ class Reading(NamedTuple):
     metrics: dict
 
 
+class KnownDevice(NamedTuple):
+    """A device of a refused request as the database has it: its status and, when its type has strict metrics, the
+    type's name and the metric names it declares (``strict_type`` None otherwise)."""
+
+    status: str
+    strict_type: str | None = None
+    declared: frozenset = frozenset()
+
+
 def pointer(index, *parts):
     return json_pointer(*parts) if index is None else json_pointer(index, *parts)
 
@@ -51,14 +60,14 @@ def _error(errors, index, parts, detail, code):
     errors.append((-1 if index is None else index, {"pointer": pointer(index, *parts), "detail": detail, "code": code}))
 
 
-def validate_readings(payload, *, now, device_statuses):
+def validate_readings(payload, *, now, known_devices):
     """``(readings, errors)`` for a parsed body: one reading object or an array of 1..1000 of them.
 
     ``errors`` is a list of ``{"pointer", "detail", "code"}`` in body order; ``readings`` is meaningful only when
     there are none. The devices are not looked up when the body is otherwise valid: the INSERT itself refuses
-    readings of unknown or non-ingesting devices, which saves a round trip per request. When the body is refused
-    anyway, ``device_statuses(device_ids)`` (one query: ``{device_id: status}`` of those that exist) adds the
-    device problems so that every problem is listed at once.
+    readings of unknown or non-ingesting devices and undeclared metrics of strict types, which saves a round trip
+    per request. When the body is refused anyway, ``known_devices(device_ids)`` (one query: ``{device_id:
+    KnownDevice}`` of those that exist) adds the device problems so that every problem is listed at once.
     """
     errors = []
     if isinstance(payload, dict):
@@ -79,7 +88,8 @@ def validate_readings(payload, *, now, device_statuses):
     )
     newest = now + MAX_FUTURE
     readings = []
-    device_refs = []  # (index, device_id) of every well-formed device_id, checked against the database below
+    # (index, device_id, metrics object or None) of every well-formed device_id, checked against the database below
+    device_refs = []
     for index, item in items:
         if not isinstance(item, dict):
             _error(errors, index, (), "A reading must be an object.", "invalid")
@@ -88,23 +98,26 @@ def validate_readings(payload, *, now, device_statuses):
             for name in sorted(item.keys() - FIELDS):
                 _error(errors, index, (name,), "Unknown field.", "unknown_field")
         device_id = _check_device_id(item, index, errors)
-        if device_id is not None:
-            device_refs.append((index, device_id))
         time = _check_timestamp(item, index, oldest, newest, errors)
         metrics = _check_metrics(item, index, errors)
+        if device_id is not None:
+            raw_metrics = item.get("metrics")
+            device_refs.append((index, device_id, raw_metrics if isinstance(raw_metrics, dict) else None))
         if device_id is not None and time is not None and metrics is not None:
             readings.append(Reading(index, device_id, time, metrics))
 
     if errors:
-        _device_errors(device_refs, device_statuses, errors)
+        _device_errors(device_refs, known_devices, errors)
         return [], _in_body_order(errors)
     return readings, []
 
 
-def device_problems(readings, device_statuses):
-    """The problems of readings whose device is unknown or may not send telemetry, in body order."""
+def device_problems(readings, known_devices):
+    """The problems of readings whose device is unknown or may not send telemetry, or whose metrics its strict type
+    does not declare, in body order."""
     errors = []
-    _device_errors([(reading.index, reading.device_id) for reading in readings], device_statuses, errors)
+    refs = [(reading.index, reading.device_id, reading.metrics) for reading in readings]
+    _device_errors(refs, known_devices, errors)
     return _in_body_order(errors)
 
 
@@ -114,18 +127,31 @@ def _in_body_order(errors):
     return [error for _, error in errors]
 
 
-def _device_errors(device_refs, device_statuses, errors):
-    """Adds a problem for each ``(index, device_id)`` naming no device or one that may not send telemetry."""
+def _device_errors(device_refs, known_devices, errors):
+    """Adds a problem for each ``(index, device_id, metrics)`` naming no device or one that may not send telemetry,
+    and for each metric (of a metrics object, None if there is none) that the device's strict type doesn't
+    declare."""
     if not device_refs:
         return
-    statuses = device_statuses({device_id for _, device_id in device_refs})
-    for index, device_id in device_refs:
-        status = statuses.get(device_id)
-        if status is None:
+    devices = known_devices({device_id for _, device_id, _ in device_refs})
+    for index, device_id, metrics in device_refs:
+        device = devices.get(device_id)
+        if device is None:
             _error(errors, index, ("device_id",), "No device has this id.", "unknown_device")
-        elif status not in INGESTING_STATUSES:
-            detail = f"The device is {status}; only active devices and devices in maintenance send telemetry."
+        elif device.status not in INGESTING_STATUSES:
+            detail = f"The device is {device.status}; only active devices and devices in maintenance send telemetry."
             _error(errors, index, ("device_id",), detail, "device_not_ingesting")
+        elif device.strict_type is not None and metrics:
+            for name in metrics:
+                if name not in device.declared and _valid_name(name):  # an invalid name has its own problem
+                    _error(errors, index, ("metrics", name), _undeclared(device, name), "undeclared_metric")
+
+
+def _undeclared(device, name):
+    return (
+        f'The device type "{device.strict_type}" has strict metrics and declares no metric "{name}": it declares '
+        f"{', '.join(sorted(device.declared))}. Declare the metric on the type, or turn strict metrics off."
+    )
 
 
 def _check_device_id(item, index, errors):

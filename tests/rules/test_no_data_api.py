@@ -4,7 +4,9 @@ kind, 400 problems naming the field, the kind filter, the rule form an admin und
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import DatabaseError, connection, transaction
 
+from iothub.api.exception_handler import problem_exception_handler
 from iothub.models import Role
 from rules.models import DEFAULT_NO_DATA_MESSAGE_TEMPLATE, Event, Rule, RuleChannel
 from rules.services import no_data_rules_evaluate
@@ -143,6 +145,64 @@ def test_moving_a_rule_to_a_type_without_its_metric_is_refused(admin_client, the
     assert_problem(admin_client.patch(f"{RULES}{rule.pk}/", {"device_type": thermometer.pk}, format="json"), 400)
     rule.refresh_from_db()
     assert rule.device_type is None
+
+
+def _insert_rule_in_sql(metric="temprature", **target):
+    """A DBA's INSERT of a threshold rule ``<metric> > 30`` (target: device_type_id or device_id, or none): no API,
+    no Admin, no Python check. Returns its id."""
+    columns = "".join(f", {column}" for column in target)
+    values = ", %s" * len(target)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO rules (name, description, kind, metric, operator, threshold, severity, enabled, dedupe,"
+            f" auto_resolve, message_template, created_at, updated_at{columns})"
+            " VALUES ('sql ' || gen_random_uuid(), '', 'threshold', %s, 'gt', '30', 'warning', true, true, false,"
+            f" 'too hot', now(), now(){values}) RETURNING id",
+            [metric, *target.values()],
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.parametrize("target", ["device_type_id", "device_id"])
+def test_the_database_refuses_an_undeclared_metric_from_any_writer(thermometer, target):
+    device = DeviceFactory(device_type=thermometer)
+    value = thermometer.pk if target == "device_type_id" else device.pk
+    with pytest.raises(DatabaseError) as refused:
+        _insert_rule_in_sql(**{target: value})
+    error = refused.value.__cause__
+    assert (error.pgcode, error.diag.message_primary) == (
+        "IO004",
+        "The device type thermometer declares no metric 'temprature'.",
+    )
+    rule_id = _insert_rule_in_sql(metric="temperature", **{target: value})
+    with pytest.raises(DatabaseError, match="declares no metric 'humidity'"), transaction.atomic():
+        Rule.objects.filter(pk=rule_id).update(metric="humidity")
+    assert Rule.objects.get(pk=rule_id).metric == "temperature"
+    _insert_rule_in_sql()  # for every device: any metric
+    # A metric removed from the type later leaves the rule as it is until its metric or target is written again.
+    thermometer.metrics = [{"name": "battery"}]
+    thermometer.save()
+    Rule.objects.filter(pk=rule_id).update(enabled=False)
+    assert not Rule.objects.get(pk=rule_id).enabled
+
+
+def test_the_api_answers_the_databases_refusal_with_a_problem(admin_client, thermometer):
+    """A type that lost the rule's metric after the API checked it: the database's refusal is a 400 problem."""
+    rule = RuleFactory(metric="temperature", device_type=thermometer)
+    thermometer.metrics = [{"name": "battery"}]
+    thermometer.save()
+    with pytest.raises(DatabaseError) as refused, transaction.atomic():
+        Rule.objects.filter(pk=rule.pk).update(device_type=thermometer)
+    response = problem_exception_handler(refused.value, {})
+    assert response.status_code == 400
+    assert response.data["errors"] == [
+        {
+            "pointer": "",
+            "detail": "The device type thermometer declares no metric 'temperature'. A rule for a device or a device "
+            "type names a metric its type declares: declare it on the type first, or target every device.",
+            "code": "undeclared_metric",
+        }
+    ]
 
 
 def test_a_device_answers_with_status_changed_at_set_by_the_database(operator_client):

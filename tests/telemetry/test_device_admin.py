@@ -207,7 +207,7 @@ def test_online_or_offline_follows_the_types_expected_interval(admin_site, inter
 
 def test_the_device_page_links_its_open_events_and_lists_its_rules(admin_site, thermometer):
     device = DeviceFactory(device_type=thermometer, name="boiler")
-    other_type = DeviceTypeFactory(name="meter")
+    other_type = DeviceTypeFactory(name="meter", metrics=[{"name": "temperature"}])
     RuleFactory(name="everyone hot")
     RuleFactory(name="thermometers hot", device_type=thermometer)
     RuleFactory(name="this one hot", device=device)

@@ -607,8 +607,9 @@ class TestFastPath:
         statements = [query["sql"].lstrip() for query in queries if "SAVEPOINT" not in query["sql"]]
         assert [" ".join(sql.split("(")[0].split()) for sql in statements if not sql.startswith("PREPARE ")] == [
             "EXECUTE telemetry_merge_readings",
-            "SELECT d.id::text, d.status, k.id, k.key_hash FROM devices d LEFT JOIN ingest_keys k ON k.id = "
-            "d.ingest_key_id WHERE d.id = ANY",
+            # (up to its first parenthesis)
+            "SELECT d.id::text, d.status, k.id, k.key_hash, CASE WHEN t.strict_metrics THEN t.name END, CASE WHEN "
+            "t.strict_metrics THEN ARRAY",
         ]
         body = assert_refused(response, "/0/device_id", "/1/device_id", code="device_not_ingesting")
         assert "retired" in body["errors"][0]["detail"]
