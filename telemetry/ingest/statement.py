@@ -61,6 +61,14 @@ class PreparedStatement:
         with connection.cursor() as cursor:
             return self.execute(cursor, params)
 
+    def forget(self, cursor):
+        """Removes the statement from the session of ``cursor`` if it has it (``DEALLOCATE``): the next run prepares
+        it afresh, and PostgreSQL chooses between its generic and custom plans again from its first executions."""
+        session = cursor.connection
+        if session in self._prepared_on:
+            cursor.execute(f"DEALLOCATE {self.name}")
+            self._prepared_on.discard(session)
+
     def execute(self, cursor, params):
         """Runs the statement on ``cursor`` (Django's or psycopg2's), in its transaction if any, preparing it first
         in a session that lacks it; returns the rows it returns (a list of tuples), or its row count if it returns

@@ -626,9 +626,15 @@ class TestFastPath:
                         0,
                         0,
                     ]
-                    cursor.execute(
-                        "SELECT count(*) FROM pg_prepared_statements WHERE name = %s", [INSERT_READINGS.name]
-                    )
+                    count = "SELECT count(*) FROM pg_prepared_statements WHERE name = %s"
+                    cursor.execute(count, [INSERT_READINGS.name])
+                    assert cursor.fetchone() == (1,)
+                    # Forgotten: gone from the session, and prepared again by the next run.
+                    INSERT_READINGS.forget(cursor)
+                    cursor.execute(count, [INSERT_READINGS.name])
+                    assert cursor.fetchone() == (0,)
+                    assert INSERT_READINGS.execute(cursor, insert_readings_parameters("[]")) == 0
+                    cursor.execute(count, [INSERT_READINGS.name])
                     assert cursor.fetchone() == (1,)
         finally:
             for session in sessions:

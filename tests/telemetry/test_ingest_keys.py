@@ -409,9 +409,7 @@ def test_the_statement_keeps_its_generic_plan_without_a_key(api_client):
     # A fresh statement in this session: PostgreSQL chooses between generic and custom plans from its first
     # executions, which earlier tests on this connection would otherwise have made (batches, other devices).
     with connection.cursor() as cursor:
-        if connection.connection in INSERT_READINGS._prepared_on:
-            cursor.execute(f"DEALLOCATE {INSERT_READINGS.name}")
-            INSERT_READINGS._prepared_on.discard(connection.connection)
+        INSERT_READINGS.forget(cursor)
 
     def plans():
         with connection.cursor() as cursor:
