@@ -25,7 +25,9 @@ DEVICE_TYPES = 5
 def create_fleet(devices=100):
     """The ingest fleet (``devices`` active devices over 5 types) and the rule its readings breach 1 % of the
     time; returns the device ids as text, in load.lua's order."""
-    types = [DeviceType.objects.create(name=f"bench type {i}") for i in range(DEVICE_TYPES)]
+    # Declaring what the readings and the rules name: rules for a type or a device name a declared metric.
+    metrics = [{"name": name} for name in ("temperature", "humidity", "pressure", "battery")]
+    types = [DeviceType.objects.create(name=f"bench type {i}", metrics=metrics) for i in range(DEVICE_TYPES)]
     fleet = Device.objects.bulk_create(
         Device(name=f"bench {i}", serial_number=f"BENCH-{i:04d}", device_type=types[i % DEVICE_TYPES])
         for i in range(devices)
@@ -188,7 +190,9 @@ _DATASET_INSERT = """
 
 
 def create_dataset_fleet(devices):
-    dataset_type = DeviceType.objects.create(name="bench dataset type")
+    dataset_type = DeviceType.objects.create(
+        name="bench dataset type", metrics=[{"name": name} for name in ("temperature", "humidity", "pressure")]
+    )
     Device.objects.bulk_create(
         Device(name=f"dataset {i}", serial_number=f"DATASET-{i:04d}", device_type=dataset_type) for i in range(devices)
     )

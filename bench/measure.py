@@ -310,6 +310,8 @@ class Bench:
                 http = self.ingest(plan.batch_seconds, threads=2, connections=8, batch=batch, bound_rate=400)
                 log(f"(2) batches of {batch} with psycopg2, the service's INSERT")
                 direct = self.direct_insert(batch, connections=8)
+                log(f"(2) batches of {batch} with psycopg2, each connection its own devices (a gateway's)")
+                gateways = self.direct_insert(batch, connections=8, own_devices=True)
                 http_figures = http.summary()
                 figures[str(batch)] = {
                     "http": http_figures,
@@ -317,24 +319,39 @@ class Bench:
                     "ratio_http_to_direct": round(
                         http_figures["readings_per_second"] / direct["readings_per_second"], 3
                     ),
+                    "direct_own_devices": gateways,
+                    "ratio_own_devices_to_direct": round(
+                        gateways["readings_per_second"] / direct["readings_per_second"], 3
+                    ),
                 }
         figures["processes"] = memory
         return figures
 
-    def direct_insert(self, batch, *, connections):
+    def direct_insert(self, batch, *, connections, own_devices=False):
         """The identical rows (bar their times) inserted by ``connections`` psycopg2 connections in autocommit, as
         telemetry.ingest.services.reading_ingest does, one statement per batch; bodies are built before the clock
-        starts."""
+        starts.
+
+        Every batch holds readings of the whole fleet, as the HTTPS run's do, so concurrent statements wait for each
+        other's locks on the devices' rate counters (ingest_request_counts) until they commit. ``own_devices``:
+        each connection sends batches of a part of the fleet of its own instead, as gateways that each serve their
+        devices would; the same readings per batch."""
         readings = max(self.plan.direct_readings // batch * batch, batch * connections)
         base, _ = self.window(readings)
-        bodies = data.batch_bodies(self.devices, base, readings=readings, batch=batch)
-        queue = list(reversed(bodies))
+        if own_devices:
+            share = readings // connections // batch * batch or batch
+            groups = [self.devices[index::connections] for index in range(connections)]
+            queues = [list(reversed(data.batch_bodies(group, base, readings=share, batch=batch))) for group in groups]
+            readings = share * connections
+        else:
+            bodies = data.batch_bodies(self.devices, base, readings=readings, batch=batch)
+            queues = [list(reversed(bodies))] * connections  # one queue, shared
         lock = threading.Lock()
         inserted = [0]
         failures = []
         conns = [psycopg2.connect(self.stack.database_url) for _ in range(connections)]
 
-        def work(conn):
+        def work(conn, queue):
             conn.autocommit = True
             try:
                 with conn.cursor() as cursor:
@@ -349,7 +366,7 @@ class Bench:
             except Exception as exc:  # re-raised in the caller's thread
                 failures.append(exc)
 
-        threads = [threading.Thread(target=work, args=(conn,)) for conn in conns]
+        threads = [threading.Thread(target=work, args=(conn, queue)) for conn, queue in zip(conns, queues, strict=True)]
         began = time.perf_counter()
         for thread in threads:
             thread.start()
@@ -367,6 +384,7 @@ class Bench:
             "seconds": round(elapsed, 2),
             "readings_per_second": round(readings / elapsed, 1),
             "connections": connections,
+            "own_devices": own_devices,
         }
 
     # (3) rule-trigger overhead -----------------------------------------------------------------------------------
