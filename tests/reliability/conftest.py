@@ -311,7 +311,9 @@ import json
 from iothub.models import Role, User
 from telemetry.models import Device, DeviceType
 admin = User.objects.create_user("reliability-admin", password=%r, role=Role.ADMIN)
-device_type = DeviceType.objects.create(name="reliability sensor")
+device_type = DeviceType.objects.create(
+    name="reliability sensor", metrics=[{"name": name} for name in ("temperature", "humidity", "pressure")]
+)
 devices = [
     Device.objects.create(name=f"sensor {n}", serial_number=f"REL-{n:04d}", device_type=device_type)
     for n in range(%d)

@@ -10,7 +10,7 @@ from django.db import connection
 
 from rules.models import Event, Rule
 from tests.conftest import connect_separately
-from tests.factories import DeviceFactory, RuleFactory
+from tests.factories import DeviceFactory, DeviceTypeFactory, RuleFactory
 
 from .conftest import insert_readings
 
@@ -58,7 +58,7 @@ def test_the_row_follows_every_kind_of_rule_change():
 
 
 def test_deleting_a_device_drops_its_rules_from_the_row():
-    device = DeviceFactory()
+    device = DeviceFactory(device_type=DeviceTypeFactory(metrics=[{"name": "vibration"}]))
     RuleFactory(name="device rule", metric="vibration", threshold=3, device=device)
     assert "vibration" in assert_current()[0]
     device.delete()  # the rule goes by ON DELETE CASCADE, a statement on rules of the database's own

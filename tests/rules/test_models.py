@@ -31,7 +31,7 @@ def test_thresholds_the_operator_accepts(operator, threshold):
 
 
 def test_a_rule_targets_a_device_type_or_a_device_not_both():
-    device = DeviceFactory()
+    device = DeviceFactory(device_type=DeviceTypeFactory(metrics=[{"name": "temperature"}]))
     with pytest.raises(IntegrityError, match="rules_one_target"), transaction.atomic():
         make_rule(device=device, device_type=device.device_type)
 
@@ -49,10 +49,11 @@ def test_metric_name_is_checked(metric):
 
 
 def test_deleting_a_device_deletes_its_rules_in_the_database():
-    device = DeviceFactory()
+    thermometer = DeviceTypeFactory(metrics=[{"name": "temperature"}])
+    device = DeviceFactory(device_type=thermometer)
     make_rule(device=device)
     kept = make_rule(name="global")
-    typed = make_rule(name="typed", device_type=DeviceTypeFactory())
+    typed = make_rule(name="typed", device_type=thermometer)
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM devices WHERE id = %s", [device.pk])
     assert set(Rule.objects.values_list("pk", flat=True)) == {kept.pk, typed.pk}

@@ -156,7 +156,7 @@ def test_metric_specific_rules_watch_their_metric_and_any_reading_rules_every_re
 def test_the_targets_of_a_no_data_rule():
     thermometers = DeviceTypeFactory(name="thermometer", metrics=[{"name": "temperature"}])
     typed, other = device_since_t0(device_type=thermometers), device_since_t0()
-    single = device_since_t0()
+    single = device_since_t0(device_type=DeviceTypeFactory(name="meter", metrics=[{"name": "temperature"}]))
     for_type = no_data_rule(device_type=thermometers)
     for_device = no_data_rule(device=single)
     for_all = no_data_rule()

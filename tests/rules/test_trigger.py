@@ -121,7 +121,11 @@ def test_disabled_rules_are_skipped():
 
 
 def test_targeting_device_type_device_and_every_device():
-    boilers, fridges = DeviceTypeFactory(name="boiler"), DeviceTypeFactory(name="fridge")
+    declared = [{"name": "temperature"}]
+    boilers, fridges = (
+        DeviceTypeFactory(name="boiler", metrics=declared),
+        DeviceTypeFactory(name="fridge", metrics=declared),
+    )
     boiler, fridge, other_fridge = (
         DeviceFactory(device_type=boilers),
         *DeviceFactory.create_batch(2, device_type=fridges),
