@@ -6,6 +6,10 @@
 --                    of a run has its own (device, timestamp) and the client can say afterwards which readings
 --                    each request carried. Every BENCH_BREACH_EVERY-th reading has temperature 150 (the rule the
 --                    benchmarks define fires above 100); the others stay between 15 and 35.
+--                    BENCH_GATEWAYS=G (batches only): request number r = k * threads + thread comes from gateway
+--                    g = r % G, which serves the devices whose index is g modulo G; its readings take them in turn,
+--                    so concurrent requests mostly hold other gateways' devices (wrk's connections of a thread
+--                    send consecutive requests). The timestamps are those above: every reading stays unique.
 -- BENCH_MODE=get     GET the paths listed in BENCH_PATHS (one a line), round robin, with BENCH_AUTH as the
 --                    Authorization header when set.
 -- BENCH_RATE         requests/s over all threads, held by delay(): each thread owns an absolute schedule (no drift)
@@ -63,7 +67,7 @@ late_count = 0    -- requests sent more than 10 ms after their slot (the rate wa
 max_late_ms = 0
 max_reading = -1  -- highest reading number generated
 
-local devices, batch, base_us, breach_every, paths, auth
+local devices, batch, base_us, breach_every, gateways, paths, auth
 local headers = {}
 local started_us, interval_us
 
@@ -73,6 +77,7 @@ function init(args)
         batch = tonumber(os.getenv("BENCH_BATCH") or "1")
         base_us = tonumber(os.getenv("BENCH_BASE_US"))
         breach_every = tonumber(os.getenv("BENCH_BREACH_EVERY") or "100")
+        gateways = tonumber(os.getenv("BENCH_GATEWAYS") or "0")
         headers["Content-Type"] = "application/json"
     else
         paths = read_lines(os.getenv("BENCH_PATHS"))
@@ -99,7 +104,18 @@ local function timestamp(us)
     return string.format("%s.%06dZ", last_prefix, us % 1000000)
 end
 
-local function reading(n)
+-- The index (0-based) of the device of reading i of request r: devices[n % #devices] for reading number n, or the
+-- turn of the devices of request r's gateway.
+local function device_index(r, i, n)
+    if gateways > 0 then
+        local g = r % gateways
+        local served = math.floor((#devices - 1 - g) / gateways) + 1
+        return g + gateways * (i % served)
+    end
+    return n % #devices
+end
+
+local function reading(n, device)
     local temperature
     if n % breach_every == 0 then
         temperature = 150
@@ -108,7 +124,7 @@ local function reading(n)
     end
     return string.format(
         '{"device_id":"%s","timestamp":"%s","metrics":{"temperature":%.2f,"humidity":%.1f,"pressure":%.1f}}',
-        devices[(n % #devices) + 1], timestamp(base_us + n), temperature, 30 + (n % 500) / 10,
+        devices[device + 1], timestamp(base_us + n), temperature, 30 + (n % 500) / 10,
         990 + (n % 400) / 10
     )
 end
@@ -125,14 +141,15 @@ function request()
         sent = sent + 1
     end
     if mode == "ingest" then
-        local first = (k * thread_count + id) * batch
+        local r = k * thread_count + id
+        local first = r * batch
         local body
         if batch == 1 then
-            body = reading(first)
+            body = reading(first, device_index(r, 0, first))
         else
             local parts = {}
             for i = 0, batch - 1 do
-                parts[i + 1] = reading(first + i)
+                parts[i + 1] = reading(first + i, device_index(r, i, first + i))
             end
             body = "[" .. table.concat(parts, ",") .. "]"
         end

@@ -90,12 +90,13 @@ class Bench:
         self.next_base += span
         return base, span
 
-    def ingest_env(self, base):
+    def ingest_env(self, base, gateways=0):
         return {
             "BENCH_MODE": "ingest",
             "BENCH_DEVICES": str(self.devices_file),
             "BENCH_BASE_US": str(int(base.timestamp()) * 1_000_000 + base.microsecond),
             "BENCH_BREACH_EVERY": str(data.BREACH_EVERY),
+            "BENCH_GATEWAYS": str(gateways),
         }
 
     def get_env(self, name, paths, token=None):
@@ -104,12 +105,13 @@ class Bench:
             env["BENCH_AUTH"] = f"Bearer {token}"
         return env
 
-    def ingest(self, seconds, *, threads, connections, rate=0, batch=1, bound_rate=20_000, url=None):
-        """One wrk ingest run in a fresh window of time; checks the readings stayed inside it."""
+    def ingest(self, seconds, *, threads, connections, rate=0, batch=1, bound_rate=20_000, url=None, gateways=0):
+        """One wrk ingest run in a fresh window of time; checks the readings stayed inside it. ``gateways``: the
+        batches come from that many gateways, each with its own devices (load.lua)."""
         base, span = self.window(max(bound_rate, rate) * batch * seconds)
         result = wrk.run(
-            url or self.url, seconds=seconds, threads=threads, connections=connections, env=self.ingest_env(base),
-            rate=rate, batch=batch,
+            url or self.url, seconds=seconds, threads=threads, connections=connections,
+            env=self.ingest_env(base, gateways), rate=rate, batch=batch,
         )  # fmt: skip
         highest = max(thread["max_reading"] for thread in result.threads)
         if timedelta(microseconds=highest) >= span:
@@ -310,9 +312,14 @@ class Bench:
                 http = self.ingest(plan.batch_seconds, threads=2, connections=8, batch=batch, bound_rate=400)
                 log(f"(2) batches of {batch} with psycopg2, the service's INSERT")
                 direct = self.direct_insert(batch, connections=8)
+                log(f"(2) batches of {batch} over HTTPS from 8 gateways, each with its own devices")
+                http_gateways = self.ingest(
+                    plan.batch_seconds, threads=2, connections=8, batch=batch, bound_rate=400, gateways=8
+                )
                 log(f"(2) batches of {batch} with psycopg2, each connection its own devices (a gateway's)")
                 gateways = self.direct_insert(batch, connections=8, own_devices=True)
                 http_figures = http.summary()
+                http_gateway_figures = http_gateways.summary()
                 figures[str(batch)] = {
                     "http": http_figures,
                     "direct": direct,
@@ -322,6 +329,10 @@ class Bench:
                     "direct_own_devices": gateways,
                     "ratio_own_devices_to_direct": round(
                         gateways["readings_per_second"] / direct["readings_per_second"], 3
+                    ),
+                    "http_gateways": http_gateway_figures,
+                    "ratio_http_gateways_to_direct_own_devices": round(
+                        http_gateway_figures["readings_per_second"] / gateways["readings_per_second"], 3
                     ),
                 }
         figures["processes"] = memory
