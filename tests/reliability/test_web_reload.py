@@ -1,7 +1,10 @@
 """A graceful reload of the app server (SIGHUP, as after a deploy of new code) under sustained ingest: every
-worker is replaced one after the other, no request fails, and every acknowledged reading is stored."""
+worker is replaced one after the other, no request fails (with the kernel setting the web container has), and every
+acknowledged reading is stored."""
 
+import os
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -9,7 +12,24 @@ from tests.reliability.conftest import RESULTS, wait_for
 from tests.reliability.load import IngestLoad, check_against_table
 
 
+@pytest.fixture
+def queued_connections_migrate():
+    """net.ipv4.tcp_migrate_req=1, as the web container sets it (docker-compose.yml), for this test's namespace:
+    without it a connection waiting in an old worker's accept queue when the worker stops listening is reset (seen
+    once in 2,299 requests). Restored afterwards."""
+    setting = Path("/proc/sys/net/ipv4/tcp_migrate_req")
+    if not setting.exists() or not os.access(setting, os.W_OK):
+        pytest.skip("needs root and Linux 5.14+ (net.ipv4.tcp_migrate_req)")
+    before = setting.read_text()
+    setting.write_text("1")
+    try:
+        yield
+    finally:
+        setting.write_text(before)
+
+
 @pytest.mark.time_limit(120)
+@pytest.mark.usefixtures("queued_connections_migrate")
 def test_a_reload_replaces_every_worker_without_failing_a_request(stack, start_web_server, timestamps):
     stack.cluster.ensure_running()
     server = start_web_server(workers=2, threads=2)
