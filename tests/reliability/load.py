@@ -10,6 +10,11 @@ from dataclasses import dataclass, field
 
 from tests.reliability.conftest import INGEST, PROXIED
 
+# A request's connection failed before any response: the server may not have read it whole (nothing stored: the
+# INSERT runs only on a whole body), or may have committed it and died before answering (then a resend is a
+# duplicate, stored once).
+CONNECTION_ERRORS = {"BrokenPipeError", "ConnectionResetError", "RemoteDisconnected"}
+
 
 @dataclass
 class Sent:
@@ -31,8 +36,12 @@ class IngestLoad:
     timestamps: object
     batch_size: int = 50
     timeout: float = 15.0
+    # Resend a request once, as a device does, when its connection failed before any response came back (the same
+    # readings: ingest stores a resent reading once). Each such failure is counted in ``resent``.
+    resend_after_connection_errors: bool = False
     sent: list = field(default_factory=list)
     outcomes: Counter = field(default_factory=Counter)
+    resent: Counter = field(default_factory=Counter)
 
     def __post_init__(self):
         self._stop = threading.Event()
@@ -72,6 +81,10 @@ class IngestLoad:
             with self._lock:
                 self.sent.append(sent)
             outcome = self._post(body[0] if size == 1 else body)
+            if self.resend_after_connection_errors and outcome in CONNECTION_ERRORS:
+                with self._lock:
+                    self.resent[outcome] += 1
+                outcome = self._post(body[0] if size == 1 else body)
             with self._lock:
                 self.outcomes[outcome] += 1
                 sent.acknowledged = outcome == 201
